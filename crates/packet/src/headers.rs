@@ -1,0 +1,385 @@
+//! One pass over a frame from L2 to L4: the offsets of each layer and the
+//! fields a flow key, a trace or a counter needs, without copying payloads.
+//!
+//! [`Headers::parse`] fails only when the Ethernet header itself is
+//! truncated. A malformed or truncated upper layer stops the walk there and
+//! is recorded in [`Headers::error`], so a switch can still forward (or
+//! count and drop) the frame by its L2 header.
+
+use core::net::{IpAddr, Ipv6Addr};
+
+use crate::ethernet::{EtherType, EthernetRepr};
+use crate::field::{array, u16_at};
+use crate::ip::{Fragment, IpProtocol};
+use crate::{Error, Result, arp, ipv4, ipv6};
+
+/// The network layer the walk found. Its fields are read through
+/// [`Headers::ipv4`], [`Headers::ipv6`] and [`Headers::arp`], which hand out
+/// views whose lengths were already checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum L3 {
+    /// No network layer this library reads (or the walk stopped before it).
+    None,
+    /// IPv4.
+    Ipv4,
+    /// IPv6.
+    Ipv6,
+    /// ARP (Ethernet/IPv4).
+    Arp,
+}
+
+/// The transport layer as the walk found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4 {
+    /// None read.
+    None,
+    /// TCP.
+    Tcp {
+        /// Source port.
+        src_port: u16,
+        /// Destination port.
+        dst_port: u16,
+        /// Flags.
+        flags: crate::tcp::TcpFlags,
+    },
+    /// UDP.
+    Udp {
+        /// Source port.
+        src_port: u16,
+        /// Destination port.
+        dst_port: u16,
+    },
+    /// SCTP (ports only).
+    Sctp {
+        /// Source port.
+        src_port: u16,
+        /// Destination port.
+        dst_port: u16,
+    },
+    /// ICMPv4.
+    Icmpv4 {
+        /// Type.
+        msg_type: u8,
+        /// Code.
+        code: u8,
+    },
+    /// ICMPv6.
+    Icmpv6 {
+        /// Type.
+        msg_type: u8,
+        /// Code.
+        code: u8,
+    },
+}
+
+/// The result of one pass over a frame: the L2 header as a value, and for
+/// L3 and L4 their kind, offsets and the few fields every packet's
+/// classification needs. It is small (about 80 bytes) so that a batch of
+/// them stays in cache; addresses are read from the frame on demand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Headers {
+    /// The L2 header, VLAN tags included.
+    pub eth: EthernetRepr,
+    /// The kind of L3 header at `l3_offset`.
+    pub l3: L3,
+    /// For IP: the upper-layer protocol after any IPv6 extension headers.
+    pub protocol: IpProtocol,
+    /// For IP: the fragment state.
+    pub fragment: Fragment,
+    /// Offset of the L3 header.
+    pub l3_offset: u16,
+    /// Offset of the L4 header (0 when there is none).
+    pub l4_offset: u16,
+    /// Offset of the L4 payload (or of whatever the walk stopped at).
+    pub payload_offset: u16,
+    /// The L4 header.
+    pub l4: L4,
+    /// Why the walk stopped early, if it did.
+    pub error: Option<Error>,
+}
+
+impl Headers {
+    /// Headers of nothing: an all-zero untagged Ethernet header and no
+    /// upper layers. A starting value for arrays of reusable slots.
+    pub const EMPTY: Headers = Headers {
+        eth: EthernetRepr {
+            dst: crate::MacAddr::ZERO,
+            src: crate::MacAddr::ZERO,
+            tags: [crate::ethernet::VlanTag { tpid: EtherType::Vlan, pcp: 0, dei: false, vid: 0 }; 2],
+            tag_count: 0,
+            ethertype: EtherType::Unknown(0),
+        },
+        l3: L3::None,
+        protocol: IpProtocol::Unknown(255),
+        fragment: Fragment::No,
+        l3_offset: 0,
+        l4_offset: 0,
+        payload_offset: 0,
+        l4: L4::None,
+        error: None,
+    };
+
+    /// Walks a frame from Ethernet to the L4 header. Fails only when the
+    /// Ethernet header (with its VLAN tags) is truncated; never panics.
+    #[inline]
+    pub fn parse(frame: &[u8]) -> Result<Headers> {
+        let mut h = Headers::EMPTY;
+        h.parse_into(frame)?;
+        Ok(h)
+    }
+
+    /// [`parse`](Self::parse) into an existing value, overwriting all of
+    /// it: the datapath keeps a batch of these and reuses them, so that no
+    /// 80-byte value is built and then copied per packet. On error the
+    /// value is unspecified (but safe to overwrite again).
+    #[inline]
+    pub fn parse_into(&mut self, frame: &[u8]) -> Result<()> {
+        self.eth.parse_from(frame)?;
+        let l3_offset = self.eth.header_len();
+        self.l3 = L3::None;
+        self.protocol = IpProtocol::Unknown(255);
+        self.fragment = Fragment::No;
+        self.l3_offset = l3_offset as u16;
+        self.l4_offset = 0;
+        self.payload_offset = l3_offset as u16;
+        self.l4 = L4::None;
+        let rest = &frame[l3_offset..];
+        let r = match self.eth.ethertype {
+            EtherType::Ipv4 => self.parse_ipv4(rest, l3_offset),
+            EtherType::Ipv6 => self.parse_ipv6(rest, l3_offset),
+            EtherType::Arp => arp::ArpRepr::parse(&arp::Packet::new_unchecked(rest)).map(|_| {
+                self.l3 = L3::Arp;
+                self.payload_offset = (l3_offset + arp::PACKET_LEN) as u16;
+            }),
+            _ => Ok(()),
+        };
+        self.error = r.err();
+        Ok(())
+    }
+
+    /// The IPv4 header of `frame` (the frame these headers came from).
+    #[inline]
+    pub fn ipv4<'a>(&self, frame: &'a [u8]) -> Option<ipv4::Packet<&'a [u8]>> {
+        (self.l3 == L3::Ipv4)
+            .then(|| frame.get(usize::from(self.l3_offset)..))
+            .flatten()
+            .map(ipv4::Packet::new_unchecked)
+    }
+
+    /// The IPv6 header of `frame`.
+    #[inline]
+    pub fn ipv6<'a>(&self, frame: &'a [u8]) -> Option<ipv6::Packet<&'a [u8]>> {
+        (self.l3 == L3::Ipv6)
+            .then(|| frame.get(usize::from(self.l3_offset)..))
+            .flatten()
+            .map(ipv6::Packet::new_unchecked)
+    }
+
+    /// The ARP packet of `frame`.
+    #[inline]
+    pub fn arp(&self, frame: &[u8]) -> Option<arp::ArpRepr> {
+        if self.l3 != L3::Arp {
+            return None;
+        }
+        let b = frame.get(usize::from(self.l3_offset)..)?;
+        arp::ArpRepr::parse(&arp::Packet::new_unchecked(b)).ok()
+    }
+
+    /// Source and destination IP addresses, for IPv4 or IPv6.
+    #[inline]
+    pub fn ip_addrs(&self, frame: &[u8]) -> Option<(IpAddr, IpAddr)> {
+        if let Some(p) = self.ipv4(frame) {
+            return Some((IpAddr::V4(p.src()), IpAddr::V4(p.dst())));
+        }
+        self.ipv6(frame).map(|p| (IpAddr::V6(p.src()), IpAddr::V6(p.dst())))
+    }
+
+    /// The L4 bytes of `frame`, from the L4 header to the end of the IP
+    /// payload (Ethernet padding excluded). Empty without an L4 header.
+    pub fn l4_bytes<'a>(&self, frame: &'a [u8]) -> &'a [u8] {
+        if self.l4 == L4::None {
+            return &[];
+        }
+        let end = self.ip_end(frame);
+        frame.get(usize::from(self.l4_offset)..end).unwrap_or(&[])
+    }
+
+    /// Where the IP packet ends in `frame` (its total or payload length).
+    pub fn ip_end(&self, frame: &[u8]) -> usize {
+        let l3 = usize::from(self.l3_offset);
+        if let Some(p) = self.ipv4(frame) {
+            l3 + usize::from(p.total_len())
+        } else if let Some(p) = self.ipv6(frame) {
+            l3 + ipv6::HEADER_LEN + usize::from(p.payload_len())
+        } else {
+            frame.len()
+        }
+        .min(frame.len())
+    }
+
+    #[inline(always)]
+    fn parse_ipv4(&mut self, b: &[u8], base: usize) -> Result<()> {
+        // The same checks as `ipv4::Packet::check_len`, on a fixed-size
+        // array so that the field reads need no bounds checks.
+        let Some(h) = b.first_chunk::<{ ipv4::MIN_HEADER_LEN }>() else {
+            return Err(Error::Truncated);
+        };
+        if h[0] >> 4 != 4 {
+            return Err(Error::Malformed("IPv4 version field is not 4"));
+        }
+        let hl = usize::from(h[0] & 0x0f) * 4;
+        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if hl < ipv4::MIN_HEADER_LEN {
+            return Err(Error::Malformed("IPv4 header length is below 20 bytes"));
+        }
+        if total < hl {
+            return Err(Error::Malformed("IPv4 total length is shorter than its header"));
+        }
+        if b.len() < total {
+            return Err(Error::Truncated);
+        }
+        let flags = u16::from_be_bytes([h[6], h[7]]);
+        let fragment = if flags & 0x1fff != 0 {
+            Fragment::Later
+        } else if flags & 0x2000 != 0 {
+            Fragment::First
+        } else {
+            Fragment::No
+        };
+        let protocol = IpProtocol::from(h[9]);
+        self.l3 = L3::Ipv4;
+        self.protocol = protocol;
+        self.fragment = fragment;
+        self.payload_offset = (base + hl) as u16;
+        if fragment == Fragment::Later {
+            return Ok(());
+        }
+        self.l4(protocol, &b[hl..total], base + hl, false)
+    }
+
+    #[inline(always)]
+    fn parse_ipv6(&mut self, b: &[u8], base: usize) -> Result<()> {
+        let Some(h) = b.first_chunk::<{ ipv6::HEADER_LEN }>() else {
+            return Err(Error::Truncated);
+        };
+        if h[0] >> 4 != 6 {
+            return Err(Error::Malformed("IPv6 version field is not 6"));
+        }
+        let end = ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([h[4], h[5]]));
+        let Some(payload) = b.get(ipv6::HEADER_LEN..end) else {
+            return Err(Error::Truncated);
+        };
+        let first = IpProtocol::from(h[6]);
+        self.l3 = L3::Ipv6;
+        // Most packets carry no extension header: go straight to L4.
+        let up = match first {
+            IpProtocol::Tcp | IpProtocol::Udp | IpProtocol::Icmpv6 => {
+                ipv6::UpperLayer { protocol: first, offset: 0, fragment: Fragment::No, frag_ident: None, extensions: 0 }
+            }
+            _ => ipv6::walk_extensions(first, payload)?,
+        };
+        self.protocol = up.protocol;
+        self.fragment = up.fragment;
+        let at = ipv6::HEADER_LEN + up.offset;
+        self.payload_offset = (base + at) as u16;
+        if up.fragment == Fragment::Later {
+            return Ok(());
+        }
+        self.l4(up.protocol, &payload[up.offset..], base + at, true)
+    }
+
+    #[inline(always)]
+    fn l4(&mut self, proto: IpProtocol, b: &[u8], at: usize, v6: bool) -> Result<()> {
+        let (l4, hl) = match proto {
+            IpProtocol::Tcp => {
+                let Some(h) = b.first_chunk::<{ crate::tcp::MIN_HEADER_LEN }>() else {
+                    return Err(Error::Truncated);
+                };
+                let hl = usize::from(h[12] >> 4) * 4;
+                if hl < crate::tcp::MIN_HEADER_LEN {
+                    return Err(Error::Malformed("TCP data offset is below 5 words"));
+                }
+                if b.len() < hl {
+                    return Err(Error::Truncated);
+                }
+                let flags = crate::tcp::TcpFlags(u16::from_be_bytes([h[12], h[13]]) & 0x01ff);
+                let (src_port, dst_port) = (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]));
+                (L4::Tcp { src_port, dst_port, flags }, hl)
+            }
+            IpProtocol::Udp => {
+                let Some(h) = b.first_chunk::<{ crate::udp::HEADER_LEN }>() else {
+                    return Err(Error::Truncated);
+                };
+                let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+                if len < crate::udp::HEADER_LEN {
+                    return Err(Error::Malformed("UDP length is shorter than its header"));
+                }
+                if b.len() < len {
+                    return Err(Error::Truncated);
+                }
+                let (src_port, dst_port) = (u16::from_be_bytes([h[0], h[1]]), u16::from_be_bytes([h[2], h[3]]));
+                (L4::Udp { src_port, dst_port }, crate::udp::HEADER_LEN)
+            }
+            IpProtocol::Sctp => {
+                if b.len() < 12 {
+                    return Err(Error::Truncated);
+                }
+                (L4::Sctp { src_port: u16_at(b, 0), dst_port: u16_at(b, 2) }, 12)
+            }
+            IpProtocol::Icmp if !v6 => {
+                if b.len() < 8 {
+                    return Err(Error::Truncated);
+                }
+                (L4::Icmpv4 { msg_type: b[0], code: b[1] }, 8)
+            }
+            IpProtocol::Icmpv6 if v6 => {
+                if b.len() < 8 {
+                    return Err(Error::Truncated);
+                }
+                (L4::Icmpv6 { msg_type: b[0], code: b[1] }, 8)
+            }
+            _ => return Ok(()),
+        };
+        self.l4 = l4;
+        self.l4_offset = at as u16;
+        self.payload_offset = (at + hl) as u16;
+        Ok(())
+    }
+
+    /// The IPv6 ND target and link-layer address of a neighbour
+    /// solicitation or advertisement in `frame` (which must be the frame
+    /// these headers were parsed from).
+    pub fn nd(&self, frame: &[u8]) -> Option<(Ipv6Addr, Option<crate::MacAddr>)> {
+        let L4::Icmpv6 { msg_type: 135 | 136, .. } = self.l4 else { return None };
+        let b = frame.get(usize::from(self.l4_offset)..)?;
+        let p = crate::icmpv6::Packet::new_checked(b).ok()?;
+        let target = p.target()?;
+        let ll = p.nd_options().filter_map(|o| o.ok()).find_map(|o| o.link_layer_addr());
+        Some((target, ll))
+    }
+
+    /// The inner frame's offset, when this frame is VXLAN (UDP 4789) or
+    /// Geneve (UDP 6081) carrying Ethernet, with the VNI.
+    pub fn tunnel(&self, frame: &[u8]) -> Option<(u32, usize)> {
+        let L4::Udp { dst_port, .. } = self.l4 else { return None };
+        let at = usize::from(self.payload_offset);
+        let b = frame.get(at..)?;
+        match dst_port {
+            crate::vxlan::UDP_PORT => {
+                let v = crate::vxlan::VxlanRepr::parse(&crate::vxlan::Packet::new_unchecked(b)).ok()?;
+                Some((v.vni, at + crate::vxlan::HEADER_LEN))
+            }
+            crate::geneve::UDP_PORT => {
+                let p = crate::geneve::Packet::new_checked(b).ok()?;
+                (p.protocol() == EtherType::TransparentEthernet).then(|| (p.vni(), at + p.header_len()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The source MAC of a frame, for MAC learning without a full parse.
+#[inline]
+pub fn src_mac(frame: &[u8]) -> Option<crate::MacAddr> {
+    (frame.len() >= 12).then(|| crate::MacAddr(array(frame, 6)))
+}

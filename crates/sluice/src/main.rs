@@ -1,0 +1,52 @@
+//! `sluice`: the one user-facing binary.
+//!
+//! Each subcommand lives in its own module under `cmd/` and owns its argument
+//! struct; this file only dispatches. Subcommands that talk to the host
+//! (sysfs, netlink) keep that code in the library crates, never here.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Sluice: fast, managed networking for VMs and containers on SR-IOV and
+/// offloading NICs.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode packets from a pcap file layer by layer (a built-in sample
+    /// capture when no file is given).
+    Decode(cmd::decode::Args),
+    /// RSS (Toeplitz) hashes, queues and RSS-aware source ports.
+    Rss(cmd::rss::Args),
+    /// Manage SR-IOV NICs: inventory, VF count, VF settings, reset, driver binding
+    Sriov(cmd::sriov::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Decode(args) => cmd::decode::run(args),
+        Command::Rss(args) => cmd::rss::run(args),
+        Command::Sriov(args) => cmd::sriov::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sluice: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The invariants every fuzz target checks, one function per parser:
+//! arbitrary bytes never panic a parser, and whatever parses emits into
+//! bytes that parse back to the same value.
+
+use sluice_packet::arp::{self, ArpRepr};
+use sluice_packet::encap;
+use sluice_packet::ethernet::EthernetRepr;
+use sluice_packet::geneve::{self, GeneveOptions, GeneveRepr};
+use sluice_packet::gre::{self, GreRepr};
+use sluice_packet::icmpv4::{self, Icmpv4Repr};
+use sluice_packet::icmpv6::{self, Icmpv6Repr};
+use sluice_packet::ipv4::{self, Ipv4Repr};
+use sluice_packet::ipv6::{self, Ipv6Repr};
+use sluice_packet::tcp::{self, TcpOptions, TcpRepr};
+use sluice_packet::udp::{self, UdpRepr};
+use sluice_packet::vxlan::{self, VxlanRepr};
+use sluice_packet::{Headers, PacketBuf};
+
+/// Emits `repr` into a fresh buffer of `len` bytes and parses it back.
+macro_rules! round_trip {
+    ($repr:expr, $len:expr, $view:path, $parse:path) => {{
+        let r = $repr;
+        let mut b = vec![0xa5u8; $len];
+        r.emit(&mut b).expect("a parsed value must emit");
+        let again =
+            $parse(&<$view>::new_checked(&b[..]).expect("emitted bytes must check")).expect("emitted bytes must parse");
+        assert_eq!(again, r);
+    }};
+}
+
+pub fn ethernet(data: &[u8]) {
+    if let Ok(r) = EthernetRepr::parse(data) {
+        let mut b = vec![0u8; r.header_len()];
+        r.emit(&mut b).unwrap();
+        assert_eq!(EthernetRepr::parse(&b).unwrap(), r);
+        assert_eq!(&b[..], &data[..r.header_len()]);
+    }
+}
+
+pub fn arp(data: &[u8]) {
+    if let Ok(p) = arp::Packet::new_checked(data) {
+        if let Ok(r) = ArpRepr::parse(&p) {
+            round_trip!(r, arp::PACKET_LEN, arp::Packet<&[u8]>, ArpRepr::parse);
+        }
+    }
+}
+
+pub fn ipv4(data: &[u8]) {
+    if let Ok(p) = ipv4::Packet::new_checked(data) {
+        let _ = (p.verify_checksum(), p.payload(), p.fragment(), p.options());
+        if let Ok(r) = Ipv4Repr::parse(&p) {
+            round_trip!(r, r.buffer_len(), ipv4::Packet<&[u8]>, Ipv4Repr::parse);
+        }
+    }
+}
+
+pub fn ipv6(data: &[u8]) {
+    if let Ok(p) = ipv6::Packet::new_checked(data) {
+        let _ = ipv6::walk_extensions(p.next_header(), p.payload());
+        let r = Ipv6Repr::parse(&p).unwrap();
+        round_trip!(r, r.buffer_len(), ipv6::Packet<&[u8]>, Ipv6Repr::parse);
+    }
+}
+
+pub fn icmpv4(data: &[u8]) {
+    if let Ok(p) = icmpv4::Packet::new_checked(data) {
+        let _ = (p.verify_checksum(), p.payload());
+        let r = Icmpv4Repr::parse(&p).unwrap();
+        round_trip!(r, 8, icmpv4::Packet<&[u8]>, Icmpv4Repr::parse);
+    }
+}
+
+pub fn icmpv6(data: &[u8]) {
+    if let Ok(p) = icmpv6::Packet::new_checked(data) {
+        for o in p.nd_options() {
+            if let Ok(o) = o {
+                let _ = o.link_layer_addr();
+            }
+        }
+        if let Ok(r) = Icmpv6Repr::parse(&p) {
+            round_trip!(r, r.buffer_len(), icmpv6::Packet<&[u8]>, Icmpv6Repr::parse);
+        }
+    }
+}
+
+pub fn udp(data: &[u8]) {
+    if let Ok(p) = udp::Packet::new_checked(data) {
+        let _ = p.payload();
+        let r = UdpRepr::parse(&p).unwrap();
+        round_trip!(r, 8 + usize::from(r.payload_len), udp::Packet<&[u8]>, UdpRepr::parse);
+    }
+}
+
+pub fn tcp(data: &[u8]) {
+    if let Ok(p) = tcp::Packet::new_checked(data) {
+        let _ = p.payload();
+        for o in TcpOptions::new(p.options()) {
+            let _ = o;
+        }
+        if let Ok(r) = TcpRepr::parse(&p) {
+            round_trip!(r, r.header_len(), tcp::Packet<&[u8]>, TcpRepr::parse);
+        }
+    }
+}
+
+pub fn vxlan(data: &[u8]) {
+    if let Ok(p) = vxlan::Packet::new_checked(data) {
+        if let Ok(r) = VxlanRepr::parse(&p) {
+            round_trip!(r, 8, vxlan::Packet<&[u8]>, VxlanRepr::parse);
+        }
+    }
+}
+
+pub fn gre(data: &[u8]) {
+    if let Ok(p) = gre::Packet::new_checked(data) {
+        let _ = (p.verify_checksum(), p.payload(), p.key(), p.seq(), p.checksum());
+        if let Ok(r) = GreRepr::parse(&p) {
+            round_trip!(r, r.header_len(), gre::Packet<&[u8]>, GreRepr::parse);
+        }
+    }
+}
+
+pub fn geneve(data: &[u8]) {
+    if let Ok(p) = geneve::Packet::new_checked(data) {
+        for o in GeneveOptions::new(p.options()) {
+            let _ = o;
+        }
+        if let Ok(r) = GeneveRepr::parse(&p) {
+            round_trip!(r, r.header_len(), geneve::Packet<&[u8]>, GeneveRepr::parse);
+        }
+    }
+}
+
+/// The whole-frame walk and its helpers, then VXLAN decapsulation of the
+/// same bytes.
+pub fn frame(data: &[u8]) {
+    if let Ok(h) = Headers::parse(data) {
+        let _ = (h.nd(data), h.tunnel(data));
+        assert!(usize::from(h.payload_offset) <= data.len());
+    }
+    let mut buf = PacketBuf::new(4096, 128);
+    if buf.fill(data).is_ok() {
+        let before = buf.len();
+        match encap::vxlan_v4_decap(&mut buf) {
+            Ok(_) => assert!(buf.len() < before),
+            Err(_) => assert_eq!(buf.as_slice(), data),
+        }
+    }
+}
