@@ -193,7 +193,7 @@ impl GeneveRepr {
         if self.vni > 0x00ff_ffff {
             return Err(Error::Malformed("Geneve VNI exceeds 24 bits"));
         }
-        if self.options_len % 4 != 0 || usize::from(self.options_len) > MAX_OPTIONS_LEN {
+        if !self.options_len.is_multiple_of(4) || usize::from(self.options_len) > MAX_OPTIONS_LEN {
             return Err(Error::Malformed("Geneve options length is not a multiple of 4 up to 252"));
         }
         let hl = self.header_len();

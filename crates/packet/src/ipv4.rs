@@ -311,10 +311,10 @@ impl Ipv4Repr {
     /// Writes the header (checksum included) into the start of `buf`.
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
         let hl = self.header_len();
-        if self.options_len % 4 != 0 || usize::from(self.options_len) > MAX_OPTIONS_LEN {
+        if !self.options_len.is_multiple_of(4) || usize::from(self.options_len) > MAX_OPTIONS_LEN {
             return Err(Error::Malformed("IPv4 options length is not a multiple of 4 up to 40"));
         }
-        if self.frag_offset % 8 != 0 {
+        if !self.frag_offset.is_multiple_of(8) {
             return Err(Error::Malformed("IPv4 fragment offset is not a multiple of 8"));
         }
         let total = hl + usize::from(self.payload_len);

@@ -327,7 +327,7 @@ impl TcpRepr {
     /// Writes the header with a zero checksum. Write the payload, then call
     /// a `fill_checksum_*` over header and payload.
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
-        if self.options_len % 4 != 0 || usize::from(self.options_len) > MAX_OPTIONS_LEN {
+        if !self.options_len.is_multiple_of(4) || usize::from(self.options_len) > MAX_OPTIONS_LEN {
             return Err(Error::Malformed("TCP options length is not a multiple of 4 up to 40"));
         }
         if self.flags.0 > 0x01ff {

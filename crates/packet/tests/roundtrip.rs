@@ -288,30 +288,28 @@ proptest! {
             b[6..8].copy_from_slice(&bytes[6..8]);
             prop_assert_eq!(b, bytes.clone());
         }
-        if let Ok(p) = tcp::Packet::new_checked(&bytes[..]) {
-            if let Ok(r) = TcpRepr::parse(&p) {
+        if let Ok(p) = tcp::Packet::new_checked(&bytes[..])
+            && let Ok(r) = TcpRepr::parse(&p) {
                 let mut b = bytes.clone();
                 r.emit(&mut b).unwrap();
                 b[16..18].copy_from_slice(&bytes[16..18]);
                 prop_assert_eq!(b, bytes.clone());
             }
-        }
         if let Ok(p) = ipv6::Packet::new_checked(&bytes[..]) {
             let r = Ipv6Repr::parse(&p).unwrap();
             let mut b = bytes.clone();
             r.emit(&mut b).unwrap();
             prop_assert_eq!(b, bytes.clone());
         }
-        if let Ok(p) = ipv4::Packet::new_checked(&bytes[..]) {
-            if let Ok(r) = Ipv4Repr::parse(&p) {
+        if let Ok(p) = ipv4::Packet::new_checked(&bytes[..])
+            && let Ok(r) = Ipv4Repr::parse(&p) {
                 let mut b = bytes.clone();
                 r.emit(&mut b).unwrap();
                 b[10..12].copy_from_slice(&bytes[10..12]);
                 prop_assert_eq!(b, bytes.clone());
             }
-        }
-        if let Ok(p) = gre::Packet::new_checked(&bytes[..]) {
-            if let Ok(r) = GreRepr::parse(&p) {
+        if let Ok(p) = gre::Packet::new_checked(&bytes[..])
+            && let Ok(r) = GreRepr::parse(&p) {
                 let mut b = bytes.clone();
                 r.emit(&mut b).unwrap();
                 if r.checksum {
@@ -321,22 +319,19 @@ proptest! {
                 }
                 prop_assert_eq!(b, bytes.clone());
             }
-        }
-        if let Ok(p) = icmpv6::Packet::new_checked(&bytes[..]) {
-            if let Ok(r) = Icmpv6Repr::parse(&p) {
+        if let Ok(p) = icmpv6::Packet::new_checked(&bytes[..])
+            && let Ok(r) = Icmpv6Repr::parse(&p) {
                 let mut b = vec![0; r.buffer_len()];
                 r.emit(&mut b).unwrap();
                 let again = Icmpv6Repr::parse(&icmpv6::Packet::new_checked(&b[..]).unwrap()).unwrap();
                 prop_assert_eq!(again, r);
             }
-        }
-        if let Ok(p) = geneve::Packet::new_checked(&bytes[..]) {
-            if let Ok(r) = GeneveRepr::parse(&p) {
+        if let Ok(p) = geneve::Packet::new_checked(&bytes[..])
+            && let Ok(r) = GeneveRepr::parse(&p) {
                 let mut b = vec![0; r.header_len()];
                 r.emit(&mut b).unwrap();
                 prop_assert_eq!(GeneveRepr::parse(&geneve::Packet::new_checked(&b[..]).unwrap()).unwrap(), r);
             }
-        }
         // And the whole-frame walk never panics.
         let _ = Headers::parse(&bytes);
     }

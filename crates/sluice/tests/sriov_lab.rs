@@ -62,10 +62,10 @@ impl Sections {
                 let e = out.entry(name.to_string()).or_default();
                 e.push_str(tail);
                 e.push('\n');
-            } else if let Some((name, tail)) = rest.split_once(" rc=") {
-                if let Ok(v) = tail.trim().parse() {
-                    rc.insert(name.to_string(), v);
-                }
+            } else if let Some((name, tail)) = rest.split_once(" rc=")
+                && let Ok(v) = tail.trim().parse()
+            {
+                rc.insert(name.to_string(), v);
             }
         }
         Sections { rc, out, raw: run.output.clone() }

@@ -247,10 +247,10 @@ impl VfSettings {
             _ => (RATE_CEILING_MBPS, "the ceiling used when the link speed is unknown"),
         };
         for (field, v) in [("max_tx_rate", self.max_tx_rate), ("min_tx_rate", self.min_tx_rate)] {
-            if let Some(v) = v {
-                if v > ceiling {
-                    return Err(Error::invalid(field, format!("must be 0..={ceiling} Mbps ({why}), got {v}")));
-                }
+            if let Some(v) = v
+                && v > ceiling
+            {
+                return Err(Error::invalid(field, format!("must be 0..={ceiling} Mbps ({why}), got {v}")));
             }
         }
         let min = self.min_tx_rate.or(current.map(|c| c.min_tx_rate)).unwrap_or(0);

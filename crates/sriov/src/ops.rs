@@ -335,10 +335,8 @@ impl Host {
             // in `current` above (else TruncatedVfList).
             let cur = &current[vf];
             let mut d = s.diff(cur);
-            if switchdev {
-                if let (Some(min), Some(max)) = (d.min_tx_rate.take(), d.max_tx_rate.take()) {
-                    devlink_rates.push((*vf, min, max));
-                }
+            if switchdev && let (Some(min), Some(max)) = (d.min_tx_rate.take(), d.max_tx_rate.take()) {
+                devlink_rates.push((*vf, min, max));
             }
             if !d.is_empty() {
                 diffs.push((*vf, d));
@@ -588,14 +586,14 @@ impl Host {
     /// N → 0 → M (the kernel refuses N → M), waits with a bound for the VF
     /// PCI functions and netdevs, and re-applies the saved settings.
     pub fn set_numvfs(&self, pf: &Pf, n: u32, opts: &NumVfsOptions, progress: Progress<'_>) -> Result<NumVfsReport> {
-        if let Some(total) = pf.totalvfs {
-            if n > total {
-                let src = match pf.kind {
-                    PfKind::Pci => "sriov_totalvfs",
-                    PfKind::Netdevsim => "netdevsim max_vfs",
-                };
-                return Err(Error::invalid("numvfs", format!("must be 0..={total} on {} ({src}), got {n}", pf.name)));
-            }
+        if let Some(total) = pf.totalvfs
+            && n > total
+        {
+            let src = match pf.kind {
+                PfKind::Pci => "sriov_totalvfs",
+                PfKind::Netdevsim => "netdevsim max_vfs",
+            };
+            return Err(Error::invalid("numvfs", format!("must be 0..={total} on {} ({src}), got {n}", pf.name)));
         }
         let before = pf.numvfs;
         let mut report = NumVfsReport {
@@ -654,10 +652,10 @@ impl Host {
             report.saved_settings = Some(p);
         }
         let was_switchdev = pf.kind == PfKind::Netdevsim && self.eswitch(pf).ok() == Some(EswitchMode::Switchdev);
-        if let Some(a) = opts.autoprobe {
-            if pf.drivers_autoprobe.is_some() {
-                self.sysfs.write_autoprobe(pf, a)?;
-            }
+        if let Some(a) = opts.autoprobe
+            && pf.drivers_autoprobe.is_some()
+        {
+            self.sysfs.write_autoprobe(pf, a)?;
         }
         if before > 0 {
             progress(&format!("{}: removing {before} VFs", pf.name));
@@ -845,22 +843,22 @@ impl Host {
             sleep(Duration::from_millis(50));
             after = crate::sysfs::link_name(&self.sysfs.pci_device_dir(&addr).join("driver"))?;
         }
-        if let Some(d) = driver {
-            if after.as_deref() != Some(d) {
-                let hint = if d == "vfio-pci" && dev.iommu_group.is_none() {
-                    " - the VF has no IOMMU group, and vfio-pci cannot bind a device without an IOMMU (enable VT-d/AMD-Vi and boot with intel_iommu=on or amd_iommu=on)"
-                } else {
-                    " - the driver's probe failed; see the kernel log"
-                };
-                // Do not leave the VF driverless.
-                let back = self.sysfs.rebind(&addr, None).ok().flatten();
-                return Err(Error::BindNotEffective {
-                    vf: addr,
-                    driver: d.to_string(),
-                    actual: after.map(|a| format!("bound to {a}")).unwrap_or_else(|| "unbound".into()),
-                    hint: format!("{hint}; it was returned to {}", back.unwrap_or_else(|| "no driver".into())),
-                });
-            }
+        if let Some(d) = driver
+            && after.as_deref() != Some(d)
+        {
+            let hint = if d == "vfio-pci" && dev.iommu_group.is_none() {
+                " - the VF has no IOMMU group, and vfio-pci cannot bind a device without an IOMMU (enable VT-d/AMD-Vi and boot with intel_iommu=on or amd_iommu=on)"
+            } else {
+                " - the driver's probe failed; see the kernel log"
+            };
+            // Do not leave the VF driverless.
+            let back = self.sysfs.rebind(&addr, None).ok().flatten();
+            return Err(Error::BindNotEffective {
+                vf: addr,
+                driver: d.to_string(),
+                actual: after.map(|a| format!("bound to {a}")).unwrap_or_else(|| "unbound".into()),
+                hint: format!("{hint}; it was returned to {}", back.unwrap_or_else(|| "no driver".into())),
+            });
         }
         Ok(BindReport { vf: addr, before: dev.driver, after, iommu_group: dev.iommu_group })
     }
@@ -870,29 +868,29 @@ impl Host {
 fn verify(pf: &Pf, vf: u32, d: &VfSettings, got: &VfConfig) -> Result<()> {
     let err =
         |field: &'static str, want: String, got: String| Error::Readback { pf: pf.name.clone(), vf, field, want, got };
-    if let Some(m) = d.mac {
-        if m != got.mac {
-            return Err(err("mac", m.to_string(), got.mac.to_string()));
-        }
+    if let Some(m) = d.mac
+        && m != got.mac
+    {
+        return Err(err("mac", m.to_string(), got.mac.to_string()));
     }
-    if let Some(v) = d.vlan {
-        if v != got.vlan {
-            return Err(err(
-                "vlan",
-                format!("{} qos {} {}", v.id, v.qos, v.proto),
-                format!("{} qos {} {}", got.vlan.id, got.vlan.qos, got.vlan.proto),
-            ));
-        }
+    if let Some(v) = d.vlan
+        && v != got.vlan
+    {
+        return Err(err(
+            "vlan",
+            format!("{} qos {} {}", v.id, v.qos, v.proto),
+            format!("{} qos {} {}", got.vlan.id, got.vlan.qos, got.vlan.proto),
+        ));
     }
-    if let Some(m) = d.max_tx_rate {
-        if m != got.max_tx_rate {
-            return Err(err("max_tx_rate", m.to_string(), got.max_tx_rate.to_string()));
-        }
+    if let Some(m) = d.max_tx_rate
+        && m != got.max_tx_rate
+    {
+        return Err(err("max_tx_rate", m.to_string(), got.max_tx_rate.to_string()));
     }
-    if let Some(m) = d.min_tx_rate {
-        if m != got.min_tx_rate {
-            return Err(err("min_tx_rate", m.to_string(), got.min_tx_rate.to_string()));
-        }
+    if let Some(m) = d.min_tx_rate
+        && m != got.min_tx_rate
+    {
+        return Err(err("min_tx_rate", m.to_string(), got.min_tx_rate.to_string()));
     }
     let b =
         |o: Option<bool>| o.map(|b| if b { "on" } else { "off" }.to_string()).unwrap_or_else(|| "unreported".into());
@@ -901,16 +899,17 @@ fn verify(pf: &Pf, vf: u32, d: &VfSettings, got: &VfConfig) -> Result<()> {
         ("trust", d.trust, got.trust),
         ("query_rss", d.query_rss, got.query_rss),
     ] {
-        if let Some(w) = want {
-            if have.is_some() && have != Some(w) {
-                return Err(err(field, b(Some(w)), b(have)));
-            }
+        if let Some(w) = want
+            && have.is_some()
+            && have != Some(w)
+        {
+            return Err(err(field, b(Some(w)), b(have)));
         }
     }
-    if let Some(l) = d.link_state {
-        if got.link_state.is_some_and(|g| g != l) {
-            return Err(err("link_state", l.to_string(), got.link_state.unwrap_or(LinkState::Auto).to_string()));
-        }
+    if let Some(l) = d.link_state
+        && got.link_state.is_some_and(|g| g != l)
+    {
+        return Err(err("link_state", l.to_string(), got.link_state.unwrap_or(LinkState::Auto).to_string()));
     }
     Ok(())
 }

@@ -257,19 +257,18 @@ impl SysfsRoot {
                 representor: reps.iter().find(|(i, _)| *i == index).map(|(_, n)| n.clone()),
                 ..Default::default()
             };
-            if pf.kind == PfKind::Pci {
-                if let Some(addr) = link_name(&pf.dev_dir.join(format!("virtfn{index}")))? {
-                    let d = self.pci_dev(&addr);
-                    vf.vendor = read_opt(&d.join("vendor"))?;
-                    vf.device = read_opt(&d.join("device"))?;
-                    vf.driver = link_name(&d.join("driver"))?;
-                    vf.driver_override =
-                        read_opt(&d.join("driver_override"))?.filter(|s| s != "(null)" && !s.is_empty());
-                    vf.netdev = first_entry(&d.join("net"))?;
-                    vf.iommu_group = link_name(&d.join("iommu_group"))?.and_then(|g| g.parse().ok());
-                    vf.numa_node = read_parsed_opt(&d.join("numa_node"))?;
-                    vf.pci_addr = Some(addr);
-                }
+            if pf.kind == PfKind::Pci
+                && let Some(addr) = link_name(&pf.dev_dir.join(format!("virtfn{index}")))?
+            {
+                let d = self.pci_dev(&addr);
+                vf.vendor = read_opt(&d.join("vendor"))?;
+                vf.device = read_opt(&d.join("device"))?;
+                vf.driver = link_name(&d.join("driver"))?;
+                vf.driver_override = read_opt(&d.join("driver_override"))?.filter(|s| s != "(null)" && !s.is_empty());
+                vf.netdev = first_entry(&d.join("net"))?;
+                vf.iommu_group = link_name(&d.join("iommu_group"))?.and_then(|g| g.parse().ok());
+                vf.numa_node = read_parsed_opt(&d.join("numa_node"))?;
+                vf.pci_addr = Some(addr);
             }
             out.push(vf);
         }
