@@ -1,6 +1,7 @@
 //! `sluice-datapath`: the switch's datapath.
 //!
-//! For now this crate owns only the [`port`] layer: the [`Port`] trait that
+//! For now this crate owns the [`port`] layer and the slow path's [`bridge`]
+//! (NORMAL L2 learning with VLANs). The port layer is the [`Port`] trait that
 //! every packet source and sink implements (batched receive and transmit of
 //! pooled [`PacketBuf`](sluice_packet::PacketBuf)s, capabilities, a file
 //! descriptor to sleep on, per-port counters), and the ports that wrap other
@@ -16,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bridge;
 pub mod port;
 
 pub use port::{
