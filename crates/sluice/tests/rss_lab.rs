@@ -3,28 +3,15 @@
 //! over netlink and over the ioctl, `ethtool -x eth0`, and a raw netlink
 //! dump, and the test compares key and RETA. `SLUICE_SKIP_LAB=1` skips it.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_testbed::lab::{Lab, LabError};
+use sluice_testbed::lab::{Lab, LabError, binary_with_libraries};
 
 /// The sluice binary plus the shared libraries the guest may lack.
 fn files() -> Vec<PathBuf> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
-    let mut out = vec![bin.clone()];
-    if let Ok(o) = Command::new("ldd").arg(&bin).output() {
-        for line in String::from_utf8_lossy(&o.stdout).lines() {
-            if let Some((_, rest)) = line.split_once("=> ") {
-                let p = rest.split(" (").next().unwrap_or("").trim();
-                if p.starts_with('/') {
-                    out.push(PathBuf::from(p));
-                }
-            }
-        }
-    }
-    out
+    binary_with_libraries(Path::new(env!("CARGO_BIN_EXE_sluice")))
 }
 
 const SCRIPT: &str = r#"

@@ -9,11 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use sluice_testbed::lab::{Lab, LabError, LabRun};
+use sluice_testbed::lab::{Lab, LabError, LabRun, binary_with_libraries};
 
 /// Shell prelude: run sluice from guest RAM (not over 9p), with the host's
 /// shared libraries, and a `run NAME CMD…` helper that prints markers.
@@ -27,23 +26,9 @@ run() { n=$1; shift; out=$("$@" 2>&1); rc=$?; echo "@@$n rc=$rc"; printf '%s\n' 
 now() { cut -d' ' -f1 /proc/uptime; }
 "#;
 
-/// The sluice binary plus the shared libraries it needs that the guest
-/// may lack (the lab ships libraries only for its own payload).
+/// The sluice binary plus the shared libraries the guest may lack.
 fn files() -> Vec<PathBuf> {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_sluice"));
-    let mut out = vec![bin.clone()];
-    if let Ok(o) = Command::new("ldd").arg(&bin).output() {
-        for line in String::from_utf8_lossy(&o.stdout).lines() {
-            if let Some((_, rest)) = line.split_once("=> ") {
-                let p = rest.split(" (").next().unwrap_or("").trim();
-                if p.starts_with('/') {
-                    // Copy the real file under its soname.
-                    out.push(PathBuf::from(p));
-                }
-            }
-        }
-    }
-    out
+    binary_with_libraries(Path::new(env!("CARGO_BIN_EXE_sluice")))
 }
 
 struct Sections {

@@ -211,6 +211,25 @@ impl Lab {
     }
 }
 
+/// `binary` and the shared libraries it links (per `ldd`), for
+/// [`Lab::run_script`]'s `files`: the guest has only the libraries of the
+/// lab's own tools, so a script that runs a project binary from `/share`
+/// ships its libraries beside it and sets `LD_LIBRARY_PATH=/share`.
+pub fn binary_with_libraries(binary: &Path) -> Vec<PathBuf> {
+    let mut out = vec![binary.to_path_buf()];
+    if let Ok(o) = Command::new("ldd").arg(binary).output() {
+        for line in String::from_utf8_lossy(&o.stdout).lines() {
+            if let Some((_, rest)) = line.split_once("=> ") {
+                let p = rest.split(" (").next().unwrap_or("").trim();
+                if p.starts_with('/') {
+                    out.push(PathBuf::from(p));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The lab script: `$SLUICE_LAB_SCRIPT`, or `shared/lab/sriov-vm.sh` in
 /// this checkout or beside it.
 pub fn lab_script() -> Option<PathBuf> {
