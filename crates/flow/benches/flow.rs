@@ -1,0 +1,461 @@
+//! Criterion benchmarks for `sluice-flow` (figures in BENCHMARKS.md):
+//! key extraction + EMC hit; megaflow lookup at 1/10/50 subtables;
+//! classifier insert/delete rate; extract+EMC+megaflow throughput at 1 vs
+//! 1M flows for each EMC insertion policy (ours vs OVS's 1-in-100); and,
+//! printed, memory per megaflow at 1M flows from a counting allocator.
+//!
+//! Run: `CARGO_TARGET_DIR=/work/target-flow cargo bench -p sluice-flow`
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sluice_flow::{Actions, Classifier, Field, FlowCache, FlowKey, InsertPolicy, Mask, Match, MegaflowCache, Metadata};
+use sluice_packet::Headers;
+
+/// Counts live heap bytes, to measure (not estimate) memory per megaflow.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every method forwards to `System` with the caller's arguments
+// unchanged, so `System`'s guarantees carry over; the counter is only
+// bookkeeping.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: same contract as our caller's (`l` has non-zero size).
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        // SAFETY: `p` was allocated by `System` with layout `l` (all our allocations forward to it).
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        // SAFETY: `p` came from `System` with layout `l`; the caller upholds `new`'s rules.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Criterion measures this thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`)
+/// instead of wall time: the box is shared (load 5 on 2 cores while these
+/// ran), and time spent descheduled is not the code's cost. Cache
+/// interference from the neighbours still shows.
+struct ThreadCpu(WallTime);
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is available on Linux");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+impl Measurement for ThreadCpu {
+    type Intermediate = u64;
+    type Value = Duration;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, i: u64) -> Duration {
+        Duration::from_nanos(thread_cpu_ns() - i)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        self.0.to_f64(v)
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        self.0.formatter()
+    }
+}
+
+type Crit = Criterion<ThreadCpu>;
+
+const FRAME_LEN: usize = 64;
+
+/// An IPv4/UDP frame for flow `i` (source address and port vary).
+fn write_frame(f: &mut [u8; FRAME_LEN], i: u32) {
+    f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f[14..24].copy_from_slice(&[0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17]);
+    f[24..26].copy_from_slice(&[0, 0]);
+    f[26..30].copy_from_slice(&(0x0a00_0000 | (i >> 8)).to_be_bytes());
+    f[30..34].copy_from_slice(&[10, 1, 0, 1]);
+    f[34..36].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
+    f[36..38].copy_from_slice(&4789u16.to_be_bytes());
+    f[38..40].copy_from_slice(&30u16.to_be_bytes());
+}
+
+fn frame(i: u32) -> [u8; FRAME_LEN] {
+    let mut f = [0u8; FRAME_LEN];
+    write_frame(&mut f, i);
+    f
+}
+
+fn key_of(i: u32) -> FlowKey {
+    let mut h = Headers::EMPTY;
+    FlowKey::extract(&frame(i), &Metadata::port(1), &mut h)
+}
+
+fn five_tuple() -> Mask {
+    Mask::of(&[
+        Field::InPort,
+        Field::EthType,
+        Field::Ipv4Src,
+        Field::Ipv4Dst,
+        Field::NwProto,
+        Field::TpSrc,
+        Field::TpDst,
+    ])
+}
+
+fn extract_and_emc(c: &mut Crit) {
+    let mut g = c.benchmark_group("extract");
+    let f = frame(7);
+    let meta = Metadata::port(1);
+    let mut h = Headers::EMPTY;
+    let mut k = FlowKey::ZERO;
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("key_only", |b| {
+        b.iter(|| {
+            k.extract_into(black_box(&f), &meta, &mut h);
+            black_box(&k);
+        })
+    });
+    g.bench_function("headers_parse_only", |b| {
+        b.iter(|| {
+            let r = h.parse_into(black_box(&f));
+            black_box((&h, r.is_ok()));
+        })
+    });
+    let mut cache = FlowCache::new(8192, InsertPolicy::Always, 1 << 20, 1);
+    let key = key_of(7);
+    let id = cache.megaflows.install(&key, &five_tuple(), Actions::output(2), 0).unwrap();
+    cache.lookup(&key);
+    g.bench_function("key_plus_emc_hit", |b| {
+        b.iter(|| {
+            k.extract_into(black_box(&f), &meta, &mut h);
+            let got = cache.lookup(&k);
+            debug_assert_eq!(got, Some(id));
+            black_box(got)
+        })
+    });
+    g.finish();
+}
+
+/// A cache with `n` subtables (masks differ in how much of nw_src they
+/// match), 1000 entries each, and 1024 keys hitting them uniformly.
+fn subtables(n: usize) -> (MegaflowCache, Vec<FlowKey>) {
+    let mut c = MegaflowCache::new(1 << 20);
+    let mut keys = Vec::new();
+    for s in 0..n {
+        let mut mask = Mask::of(&[Field::InPort, Field::EthType, Field::NwProto, Field::TpDst]);
+        mask.set(Field::Ipv4Src, u128::from(u32::MAX << (s % 32)));
+        if s >= 32 {
+            mask.set(Field::TpSrc, 0xffff);
+        }
+        for e in 0..1000u32 {
+            let k = key_of(e).with(Field::InPort, s as u128);
+            c.install(&k, &mask, Actions::output(s as u32), 0).unwrap();
+            if e < 1024 / n as u32 + 1 {
+                keys.push(k);
+            }
+        }
+    }
+    // Interleave the keys across subtables.
+    keys.sort_by_key(|k| k.hash());
+    keys.truncate(1024);
+    for k in &keys {
+        c.lookup(k);
+    }
+    c.rank_subtables();
+    (c, keys)
+}
+
+fn megaflow_lookup(c: &mut Crit) {
+    let mut g = c.benchmark_group("megaflow_lookup");
+    for n in [1usize, 10, 50] {
+        let (mut cache, keys) = subtables(n);
+        assert_eq!(cache.subtable_count(), n);
+        g.throughput(Throughput::Elements(keys.len() as u64));
+        g.bench_with_input(BenchmarkId::new("hit_uniform", n), &n, |b, _| {
+            b.iter(|| {
+                for k in &keys {
+                    black_box(cache.lookup(k));
+                }
+            })
+        });
+        let misses: Vec<FlowKey> = keys.iter().map(|k| k.with(Field::TpDst, 1)).collect();
+        g.bench_with_input(BenchmarkId::new("miss_all_probed", n), &n, |b, _| {
+            b.iter(|| {
+                for k in &misses {
+                    black_box(cache.lookup(k));
+                }
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("hit_uniform_batch32", n), &n, |b, _| {
+            let mut out = [None; 32];
+            b.iter(|| {
+                for chunk in keys.chunks(32) {
+                    cache.lookup_batch(chunk, &mut out);
+                    black_box(&out);
+                }
+            })
+        });
+    }
+    g.finish();
+}
+
+fn classifier_rules(n: u32) -> Vec<(Match, u32)> {
+    let masks: Vec<Mask> = (0..10)
+        .map(|s| {
+            let mut m = Mask::of(&[Field::InPort, Field::EthType, Field::TpDst]);
+            m.set(Field::Ipv4Src, u128::from(u32::MAX << s));
+            m
+        })
+        .collect();
+    (0..n).map(|i| (Match::new(&key_of(i).with(Field::TpDst, u128::from(i)), &masks[i as usize % 10]), i % 7)).collect()
+}
+
+fn classifier_edits(c: &mut Crit) {
+    let mut g = c.benchmark_group("classifier");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(8));
+    const N: u32 = 200_000;
+    let rules = classifier_rules(N);
+    g.throughput(Throughput::Elements(u64::from(N)));
+    g.bench_function("insert_200k", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let mut cl: Classifier<u32> = Classifier::new();
+                let start = thread_cpu_ns();
+                for (i, (m, p)) in rules.iter().enumerate() {
+                    cl.insert(*m, *p, i as u32).unwrap();
+                }
+                t += Duration::from_nanos(thread_cpu_ns() - start);
+                black_box(&cl);
+            }
+            t
+        })
+    });
+    g.bench_function("delete_200k", |b| {
+        b.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                let mut cl: Classifier<u32> = Classifier::new();
+                let ids: Vec<_> =
+                    rules.iter().enumerate().map(|(i, (m, p))| cl.insert(*m, *p, i as u32).unwrap()).collect();
+                let start = thread_cpu_ns();
+                for id in ids {
+                    cl.remove(id).unwrap();
+                }
+                t += Duration::from_nanos(thread_cpu_ns() - start);
+                black_box(&cl);
+            }
+            t
+        })
+    });
+    g.finish();
+}
+
+/// Flow index for packet `i` of a run over `flows` flows: a full-period
+/// stride, so consecutive packets belong to unrelated flows.
+#[inline]
+fn flow_at(i: u64, flows: u32) -> u32 {
+    ((i.wrapping_mul(2_654_435_761)) % u64::from(flows)) as u32
+}
+
+struct Pipeline {
+    cache: FlowCache,
+    frames: Vec<[u8; FRAME_LEN]>,
+    keys: Vec<FlowKey>,
+    headers: Vec<Headers>,
+    out: Vec<Option<sluice_flow::FlowId>>,
+    at: u64,
+    flows: u32,
+}
+
+impl Pipeline {
+    /// `flows` microflows; megaflows under `mask` (the five-tuple: one
+    /// per flow; source address only: 3907 for a million flows).
+    fn new(flows: u32, policy: InsertPolicy, mask: Mask) -> Pipeline {
+        let mut cache = FlowCache::new(8192, policy, 2_000_000, 7);
+        let out = Actions::output(2);
+        for i in 0..flows {
+            let k = key_of(i);
+            if cache.megaflows.lookup(&k).is_none() {
+                cache.megaflows.install(&k, &mask, out.clone(), 0).unwrap();
+            }
+        }
+        Pipeline {
+            cache,
+            frames: vec![[0; FRAME_LEN]; 32],
+            keys: vec![FlowKey::ZERO; 32],
+            headers: vec![Headers::EMPTY; 32],
+            out: vec![None; 32],
+            at: 0,
+            flows,
+        }
+    }
+
+    /// One batch of 32: write the frames (as a NIC would), extract, look up.
+    #[inline]
+    fn batch(&mut self) -> usize {
+        let meta = Metadata::port(1);
+        for j in 0..32 {
+            write_frame(&mut self.frames[j], flow_at(self.at, self.flows));
+            self.at += 1;
+        }
+        for j in 0..32 {
+            self.keys[j].extract_into(&self.frames[j], &meta, &mut self.headers[j]);
+        }
+        self.cache.lookup_batch(&self.keys, &mut self.out);
+        let mut hit = 0;
+        for (o, f) in self.out.iter().zip(&self.frames) {
+            if let Some(id) = o {
+                self.cache.megaflows.account(*id, 1, f.len() as u64, self.at);
+                hit += 1;
+            }
+        }
+        hit
+    }
+}
+
+fn pipeline(c: &mut Crit) {
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(32));
+    g.sample_size(20);
+    let policies = [
+        ("frequency", InsertPolicy::default()),
+        ("ovs_1_in_100", InsertPolicy::Probabilistic { inv: 100 }),
+        ("emc_off", InsertPolicy::Never),
+    ];
+    for flows in [1u32, 1_000_000] {
+        for (name, policy) in policies {
+            let mut p = Pipeline::new(flows, policy, five_tuple());
+            for _ in 0..50_000 {
+                p.batch();
+            }
+            g.bench_function(BenchmarkId::new(name, flows), |b| {
+                b.iter(|| {
+                    let hits = p.batch();
+                    debug_assert_eq!(hits, 32);
+                    black_box(hits)
+                })
+            });
+            let s = p.cache.emc.stats();
+            eprintln!(
+                "EMC {name} at {flows} flows: hit rate {:.1}%, inserts {} per 1000 lookups",
+                100.0 * s.hits as f64 / (s.hits + s.misses).max(1) as f64,
+                1000 * s.inserts / (s.hits + s.misses).max(1)
+            );
+        }
+    }
+    // A million microflows over 3907 megaflows (the slow path matched the
+    // source address only, as a realistic rule set lets it).
+    let by_src = Mask::of(&[Field::InPort, Field::EthType, Field::Ipv4Src]);
+    for (name, policy) in policies {
+        let mut p = Pipeline::new(1_000_000, policy, by_src);
+        // Flow i has source address 10.0.0.0 + i/256.
+        assert_eq!(p.cache.megaflows.len(), 999_999 / 256 + 1);
+        for _ in 0..50_000 {
+            p.batch();
+        }
+        g.bench_function(BenchmarkId::new(format!("{name}_3907_megaflows"), 1_000_000), |b| {
+            b.iter(|| black_box(p.batch()))
+        });
+    }
+    g.finish();
+    // Mixed: half the packets from 1000 elephants, half from 1M mice.
+    let mut g = c.benchmark_group("pipeline_mixed");
+    g.throughput(Throughput::Elements(32));
+    g.sample_size(20);
+    for (name, policy) in policies {
+        let mut p = Pipeline::new(1_000_000, policy, five_tuple());
+        let mixed = |p: &mut Pipeline| {
+            let meta = Metadata::port(1);
+            for j in 0..32 {
+                let i = p.at;
+                let flow = if i.is_multiple_of(2) { flow_at(i / 2, 1000) } else { flow_at(i, 1_000_000) };
+                write_frame(&mut p.frames[j], flow);
+                p.at += 1;
+            }
+            for j in 0..32 {
+                p.keys[j].extract_into(&p.frames[j], &meta, &mut p.headers[j]);
+            }
+            p.cache.lookup_batch(&p.keys, &mut p.out);
+            black_box(&p.out);
+        };
+        for _ in 0..50_000 {
+            mixed(&mut p);
+        }
+        let before = p.cache.emc.stats();
+        g.bench_function(name, |b| b.iter(|| mixed(&mut p)));
+        let s = p.cache.emc.stats();
+        let (h, m) = (s.hits - before.hits, s.misses - before.misses);
+        eprintln!(
+            "EMC {name}, 50% from 1000 elephants + 50% from 1M mice: hit rate {:.1}% (ideal 50%), inserts {} per 1000 lookups",
+            100.0 * h as f64 / (h + m).max(1) as f64,
+            1000 * (s.inserts - before.inserts) / (h + m).max(1)
+        );
+    }
+    g.finish();
+}
+
+fn memory(_c: &mut Crit) {
+    const N: u32 = 1_000_000;
+    let keys: Vec<FlowKey> = (0..N).map(key_of).collect();
+    let mask = five_tuple();
+    let shared = Actions::output(2);
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut c = MegaflowCache::new(2_000_000);
+    for k in &keys {
+        c.install(k, &mask, shared.clone(), 0).unwrap();
+    }
+    let used = LIVE.load(Ordering::Relaxed) - before;
+    eprintln!("MEMORY megaflow cache, 1M entries, shared action list: {} bytes/megaflow", used / N as isize);
+    drop(c);
+    let before = LIVE.load(Ordering::Relaxed);
+    let mut c = MegaflowCache::new(2_000_000);
+    for (i, k) in keys.iter().enumerate() {
+        let a = Actions::builder()
+            .push(sluice_flow::Action::SetEthDst(sluice_packet::MacAddr([2, 0, 0, 0, (i >> 8) as u8, i as u8])))
+            .push(sluice_flow::Action::Output(2))
+            .build()
+            .unwrap();
+        c.install(k, &mask, a, 0).unwrap();
+    }
+    let used = LIVE.load(Ordering::Relaxed) - before;
+    eprintln!("MEMORY megaflow cache, 1M entries, own 2-action list each: {} bytes/megaflow", used / N as isize);
+    drop(c);
+    let before = LIVE.load(Ordering::Relaxed);
+    let e = sluice_flow::Emc::new(8192, InsertPolicy::default(), 1);
+    eprintln!("MEMORY EMC, 8192 entries: {} bytes", LIVE.load(Ordering::Relaxed) - before);
+    drop(e);
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpu(WallTime));
+    targets = memory, extract_and_emc, megaflow_lookup, classifier_edits, pipeline
+}
+criterion_main!(benches);
