@@ -150,7 +150,7 @@ impl GreV4Template {
     pub fn encap(&self, buf: &mut PacketBuf) -> sluice_packet::Result<()> {
         let total = buf.len() + GRE_V4_OVERHEAD - 14;
         let total = u16::try_from(total)
-            .map_err(|_| sluice_packet::Error::Malformed("the encapsulated frame exceeds the IPv4 total length"))?;
+            .map_err(|_| sluice_packet::Error::Malformed(sluice_packet::Malformed::EncapTooLong))?;
         let h = buf.push_front(GRE_V4_OVERHEAD)?;
         h.copy_from_slice(&self.bytes);
         h[16..18].copy_from_slice(&total.to_be_bytes());

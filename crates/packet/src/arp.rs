@@ -120,7 +120,7 @@ impl ArpRepr {
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<ArpRepr> {
         p.check_len()?;
         if p.hardware_type() != 1 || p.protocol_type() != 0x0800 || p.hardware_len() != 6 || p.protocol_len() != 4 {
-            return Err(Error::Malformed("ARP is not for Ethernet and IPv4"));
+            return Err(Error::Malformed(crate::error::Malformed::ArpNotEthernetIpv4));
         }
         Ok(ArpRepr {
             operation: p.operation(),

@@ -53,7 +53,7 @@ impl VxlanV4Template {
         let inner = buf.len();
         let ip_total = inner + VXLAN_V4_OVERHEAD - IP_AT;
         if ip_total > usize::from(u16::MAX) {
-            return Err(Error::Malformed("the encapsulated frame exceeds the IPv4 total length"));
+            return Err(Error::Malformed(crate::error::Malformed::EncapTooLong));
         }
         let ip_total = ip_total as u16;
         let h = buf.push_front(VXLAN_V4_OVERHEAD)?;
@@ -89,16 +89,16 @@ pub fn vxlan_v4_decap(buf: &mut PacketBuf) -> Result<VxlanV4Outer> {
         return Err(Error::Truncated);
     }
     if u16_at(b, 12) != u16::from(EtherType::Ipv4) {
-        return Err(Error::Malformed("the outer frame is not untagged IPv4"));
+        return Err(Error::Malformed(crate::error::Malformed::OuterNotIpv4));
     }
     let ip = ipv4::Packet::new_checked(&b[IP_AT..])?;
     if ip.protocol() != IpProtocol::Udp || ip.fragment() != crate::ip::Fragment::No {
-        return Err(Error::Malformed("the outer IPv4 packet is not an unfragmented UDP datagram"));
+        return Err(Error::Malformed(crate::error::Malformed::OuterNotUdp));
     }
     let udp_at = IP_AT + ip.header_len();
     let u = udp::Packet::new_checked(&b[udp_at..IP_AT + usize::from(ip.total_len())])?;
     if u.dst_port() != vxlan::UDP_PORT {
-        return Err(Error::Malformed("the outer UDP destination port is not 4789"));
+        return Err(Error::Malformed(crate::error::Malformed::OuterNotVxlanPort));
     }
     let v = VxlanRepr::parse(&vxlan::Packet::new_checked(u.payload())?)?;
     let outer = VxlanV4Outer { src: ip.src(), dst: ip.dst(), src_port: u.src_port(), vni: v.vni };

@@ -290,7 +290,7 @@ impl EthernetRepr {
     pub fn push_inner_tag(&mut self, tag: VlanTag) -> Result<()> {
         let n = usize::from(self.tag_count);
         if n >= MAX_VLAN_TAGS {
-            return Err(Error::Malformed("more than two VLAN tags"));
+            return Err(Error::Malformed(crate::error::Malformed::TooManyVlanTags));
         }
         self.tags[n] = tag;
         self.tag_count += 1;

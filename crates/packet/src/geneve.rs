@@ -167,7 +167,7 @@ impl GeneveRepr {
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<GeneveRepr> {
         p.check_len()?;
         if p.version() != 0 {
-            return Err(Error::Malformed("Geneve version is not 0"));
+            return Err(Error::Malformed(crate::error::Malformed::GeneveVersion));
         }
         for opt in GeneveOptions::new(p.options()) {
             opt?;
@@ -191,10 +191,10 @@ impl GeneveRepr {
     /// Writes the header.
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
         if self.vni > 0x00ff_ffff {
-            return Err(Error::Malformed("Geneve VNI exceeds 24 bits"));
+            return Err(Error::Malformed(crate::error::Malformed::GeneveVniRange));
         }
         if !self.options_len.is_multiple_of(4) || usize::from(self.options_len) > MAX_OPTIONS_LEN {
-            return Err(Error::Malformed("Geneve options length is not a multiple of 4 up to 252"));
+            return Err(Error::Malformed(crate::error::Malformed::GeneveOptionsLength));
         }
         let hl = self.header_len();
         if buf.len() < hl {

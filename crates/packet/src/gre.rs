@@ -134,10 +134,10 @@ impl GreRepr {
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<GreRepr> {
         p.check_len()?;
         if p.version() != 0 {
-            return Err(Error::Malformed("GRE version is not 0"));
+            return Err(Error::Malformed(crate::error::Malformed::GreVersion));
         }
         if p.flags() & RESERVED0 != 0 {
-            return Err(Error::Malformed("GRE routing or reserved bits are set"));
+            return Err(Error::Malformed(crate::error::Malformed::GreReservedBits));
         }
         Ok(GreRepr { protocol: p.protocol(), checksum: p.has_checksum(), key: p.key(), seq: p.seq() })
     }

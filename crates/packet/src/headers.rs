@@ -225,15 +225,15 @@ impl Headers {
             return Err(Error::Truncated);
         };
         if h[0] >> 4 != 4 {
-            return Err(Error::Malformed("IPv4 version field is not 4"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv4Version));
         }
         let hl = usize::from(h[0] & 0x0f) * 4;
         let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
         if hl < ipv4::MIN_HEADER_LEN {
-            return Err(Error::Malformed("IPv4 header length is below 20 bytes"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv4HeaderLengthShort));
         }
         if total < hl {
-            return Err(Error::Malformed("IPv4 total length is shorter than its header"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv4TotalLengthShort));
         }
         if b.len() < total {
             return Err(Error::Truncated);
@@ -263,7 +263,7 @@ impl Headers {
             return Err(Error::Truncated);
         };
         if h[0] >> 4 != 6 {
-            return Err(Error::Malformed("IPv6 version field is not 6"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv6Version));
         }
         let end = ipv6::HEADER_LEN + usize::from(u16::from_be_bytes([h[4], h[5]]));
         let Some(payload) = b.get(ipv6::HEADER_LEN..end) else {
@@ -297,7 +297,7 @@ impl Headers {
                 };
                 let hl = usize::from(h[12] >> 4) * 4;
                 if hl < crate::tcp::MIN_HEADER_LEN {
-                    return Err(Error::Malformed("TCP data offset is below 5 words"));
+                    return Err(Error::Malformed(crate::error::Malformed::TcpDataOffsetShort));
                 }
                 if b.len() < hl {
                     return Err(Error::Truncated);
@@ -312,7 +312,7 @@ impl Headers {
                 };
                 let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
                 if len < crate::udp::HEADER_LEN {
-                    return Err(Error::Malformed("UDP length is shorter than its header"));
+                    return Err(Error::Malformed(crate::error::Malformed::UdpLengthShort));
                 }
                 if b.len() < len {
                     return Err(Error::Truncated);

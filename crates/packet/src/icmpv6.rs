@@ -122,7 +122,7 @@ impl<'a> Iterator for NdOptions<'a> {
         }
         let len = usize::from(self.rest[1]) * 8;
         if len == 0 {
-            return bad(self, Error::Malformed("neighbour discovery option with length 0"));
+            return bad(self, Error::Malformed(crate::error::Malformed::NdOptionLengthZero));
         }
         if self.rest.len() < len {
             return bad(self, Error::Truncated);
@@ -310,7 +310,7 @@ impl Icmpv6Repr {
                 }
             }
             Icmpv6Type::NeighborSolicit | Icmpv6Type::NeighborAdvert if p.code() != 0 => {
-                return Err(Error::Malformed("neighbour discovery message with a non-zero code"));
+                return Err(Error::Malformed(crate::error::Malformed::NdNonZeroCode));
             }
             Icmpv6Type::NeighborSolicit => Icmpv6Repr::NeighborSolicit {
                 target: p.target().unwrap_or(Ipv6Addr::UNSPECIFIED),

@@ -56,15 +56,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         if b[field::VER_IHL] >> 4 != 4 {
-            return Err(Error::Malformed("IPv4 version field is not 4"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv4Version));
         }
         let hl = self.header_len();
         if hl < MIN_HEADER_LEN {
-            return Err(Error::Malformed("IPv4 header length is below 20 bytes"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv4HeaderLengthShort));
         }
         let total = usize::from(self.total_len());
         if total < hl {
-            return Err(Error::Malformed("IPv4 total length is shorter than its header"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv4TotalLengthShort));
         }
         if b.len() < total {
             return Err(Error::Truncated);
@@ -276,7 +276,7 @@ impl Ipv4Repr {
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<Ipv4Repr> {
         p.check_len()?;
         if p.reserved_flag() {
-            return Err(Error::Malformed("IPv4 reserved flag is set"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv4ReservedFlag));
         }
         let opts = p.options();
         let mut options = [0u8; MAX_OPTIONS_LEN];
@@ -312,14 +312,14 @@ impl Ipv4Repr {
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
         let hl = self.header_len();
         if !self.options_len.is_multiple_of(4) || usize::from(self.options_len) > MAX_OPTIONS_LEN {
-            return Err(Error::Malformed("IPv4 options length is not a multiple of 4 up to 40"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv4OptionsLength));
         }
         if !self.frag_offset.is_multiple_of(8) {
-            return Err(Error::Malformed("IPv4 fragment offset is not a multiple of 8"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv4FragmentOffset));
         }
         let total = hl + usize::from(self.payload_len);
         if total > usize::from(u16::MAX) {
-            return Err(Error::Malformed("IPv4 total length exceeds 65535"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv4TooLong));
         }
         if buf.len() < hl {
             return Err(Error::Truncated);

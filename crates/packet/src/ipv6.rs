@@ -51,7 +51,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
             return Err(Error::Truncated);
         }
         if b[0] >> 4 != 6 {
-            return Err(Error::Malformed("IPv6 version field is not 6"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv6Version));
         }
         if b.len() < HEADER_LEN + usize::from(self.payload_len()) {
             return Err(Error::Truncated);
@@ -173,7 +173,7 @@ impl Ipv6Repr {
     /// Writes the fixed header into the start of `buf`.
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
         if self.flow_label > 0x000f_ffff {
-            return Err(Error::Malformed("IPv6 flow label exceeds 20 bits"));
+            return Err(Error::Malformed(crate::error::Malformed::Ipv6FlowLabelRange));
         }
         if buf.len() < HEADER_LEN {
             return Err(Error::Truncated);
@@ -239,7 +239,7 @@ pub fn walk_extensions(first: IpProtocol, payload: &[u8]) -> Result<UpperLayer> 
     let mut up = UpperLayer { protocol: first, offset: 0, fragment: Fragment::No, frag_ident: None, extensions: 0 };
     while is_extension(up.protocol) {
         if usize::from(up.extensions) >= MAX_EXTENSIONS {
-            return Err(Error::Malformed("more than 8 IPv6 extension headers"));
+            return Err(Error::Malformed(crate::error::Malformed::TooManyIpv6Extensions));
         }
         let at = up.offset;
         if payload.len() < at + 8 {

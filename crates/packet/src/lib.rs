@@ -46,7 +46,7 @@ pub mod udp;
 pub mod vxlan;
 
 pub use buffer::{BufferPool, PacketBuf};
-pub use error::{Error, Result};
+pub use error::{Error, Malformed, Result};
 pub use ethernet::{EtherType, EthernetRepr, MacAddr, VlanTag};
 pub use headers::{Headers, L3, L4};
 pub use ip::{Fragment, IpProtocol};

@@ -115,7 +115,7 @@ impl<'a> Iterator for TcpOptions<'a> {
             Some(&l) if l >= 2 && usize::from(l) <= self.rest.len() => usize::from(l),
             _ => {
                 self.rest = &[];
-                return Some(Err(Error::Malformed("TCP option length runs past the options")));
+                return Some(Err(Error::Malformed(crate::error::Malformed::TcpOptionOverrun)));
             }
         };
         let data = &self.rest[2..len];
@@ -158,7 +158,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         let hl = self.header_len();
         if hl < MIN_HEADER_LEN {
-            return Err(Error::Malformed("TCP data offset is below 5 words"));
+            return Err(Error::Malformed(crate::error::Malformed::TcpDataOffsetShort));
         }
         if b.len() < hl {
             return Err(Error::Truncated);
@@ -303,7 +303,7 @@ impl TcpRepr {
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<TcpRepr> {
         p.check_len()?;
         if p.reserved() != 0 {
-            return Err(Error::Malformed("TCP reserved bits are set"));
+            return Err(Error::Malformed(crate::error::Malformed::TcpReservedBits));
         }
         let o = p.options();
         let mut options = [0u8; MAX_OPTIONS_LEN];
@@ -328,10 +328,10 @@ impl TcpRepr {
     /// a `fill_checksum_*` over header and payload.
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
         if !self.options_len.is_multiple_of(4) || usize::from(self.options_len) > MAX_OPTIONS_LEN {
-            return Err(Error::Malformed("TCP options length is not a multiple of 4 up to 40"));
+            return Err(Error::Malformed(crate::error::Malformed::TcpOptionsLength));
         }
         if self.flags.0 > 0x01ff {
-            return Err(Error::Malformed("TCP flags exceed 9 bits"));
+            return Err(Error::Malformed(crate::error::Malformed::TcpFlagsRange));
         }
         let hl = self.header_len();
         if buf.len() < hl {

@@ -36,7 +36,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         let len = usize::from(self.len());
         if len < HEADER_LEN {
-            return Err(Error::Malformed("UDP length is shorter than its header"));
+            return Err(Error::Malformed(crate::error::Malformed::UdpLengthShort));
         }
         if b.len() < len {
             return Err(Error::Truncated);
@@ -151,7 +151,7 @@ impl UdpRepr {
     /// Write the payload, then call a `fill_checksum_*` if one is wanted.
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
         if self.payload_len > u16::MAX - HEADER_LEN as u16 {
-            return Err(Error::Malformed("UDP length exceeds 65535"));
+            return Err(Error::Malformed(crate::error::Malformed::UdpTooLong));
         }
         if buf.len() < HEADER_LEN {
             return Err(Error::Truncated);

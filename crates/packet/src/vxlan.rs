@@ -61,7 +61,7 @@ impl VxlanRepr {
     pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>) -> Result<VxlanRepr> {
         p.check_len()?;
         if p.flags() & FLAG_I == 0 {
-            return Err(Error::Malformed("VXLAN I flag is clear"));
+            return Err(Error::Malformed(crate::error::Malformed::VxlanIFlagClear));
         }
         Ok(VxlanRepr { vni: p.vni() })
     }
@@ -72,7 +72,7 @@ impl VxlanRepr {
     /// Writes the header (flags 0x08, reserved zero).
     pub fn emit(&self, buf: &mut [u8]) -> Result<()> {
         if self.vni > 0x00ff_ffff {
-            return Err(Error::Malformed("VXLAN VNI exceeds 24 bits"));
+            return Err(Error::Malformed(crate::error::Malformed::VxlanVniRange));
         }
         if buf.len() < HEADER_LEN {
             return Err(Error::Truncated);
