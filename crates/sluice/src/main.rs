@@ -26,6 +26,20 @@ enum Command {
     Rss(cmd::rss::Args),
     /// Manage SR-IOV NICs: inventory, VF count, VF settings, reset, driver binding
     Sriov(cmd::sriov::Args),
+    /// Run the host agent (REST API on a unix socket); the datapath is not part of it yet.
+    Serve(cmd::serve::Args),
+    /// Agent client: networks and physical networks.
+    Net(cmd::net::Args),
+    /// Agent client: bind, release and list ports.
+    Port(cmd::port::Args),
+    /// Agent client: VF pools — who holds which VF.
+    Pool(cmd::pool::Args),
+    /// Agent client: libvirt XML for a bound port.
+    Xml(cmd::xml::Args),
+    /// Agent client: security groups.
+    Sg(cmd::sg::Args),
+    /// Agent client: QoS policies.
+    Qos(cmd::qos::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -41,6 +55,13 @@ fn main() -> std::process::ExitCode {
         Command::Decode(args) => cmd::decode::run(args),
         Command::Rss(args) => cmd::rss::run(args),
         Command::Sriov(args) => cmd::sriov::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Net(args) => cmd::net::run(args),
+        Command::Port(args) => cmd::port::run(args),
+        Command::Pool(args) => cmd::pool::run(args),
+        Command::Xml(args) => cmd::xml::run(args),
+        Command::Sg(args) => cmd::sg::run(args),
+        Command::Qos(args) => cmd::qos::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
