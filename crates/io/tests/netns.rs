@@ -299,26 +299,50 @@ fn af_packet_ports_carry_ping_udp_and_tcp() {
     assert!(kernel_counter(&bed.vm2, "eth0", "rx_packets") >= s2.tx_packets);
 }
 
-#[test]
-fn deleting_a_veth_under_traffic_closes_only_its_port() {
-    let bed = VethBed::new(true);
-    let fwd = Forwarder::start(bed.ports(), Duration::from_secs(30));
-    bed.vm1.run(&["ping", "-c", "1", "-W", "2", "10.77.0.2"]).unwrap();
-    let mut flood = bed.vm1.spawn(&["ping", "-i", "0.002", "-w", "6", "10.77.0.2"]).unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+/// What happened around the deletion of port 1's device under a ping flood.
+struct Vanish {
+    out: Outcome,
+    /// Port 0's received count just before the deletion.
+    before: u64,
+    /// Port 0's received count when port 1 reported `Closed` (or 3 s on).
+    at_close: u64,
+    /// Port 0's received count 500 ms later.
+    after: u64,
+    /// Whether port 1 reported `Closed` within 3 s.
+    closed_in_time: bool,
+}
+
+/// Pings once from `sender` to `dst` across `fwd`, then floods, waits
+/// `settle`, runs `delete` (which removes port 1's device) and watches port 1
+/// close while port 0 keeps receiving.
+fn vanish_under_load(fwd: Forwarder, sender: &Netns, dst: &str, settle: Duration, delete: impl FnOnce()) -> Vanish {
+    sender.run(&["ping", "-c", "1", "-W", "2", dst]).unwrap();
+    let mut flood = sender.spawn(&["ping", "-i", "0.002", "-w", "6", dst]).unwrap();
+    std::thread::sleep(settle);
     let before = fwd.rx_count[0].load(Ordering::Relaxed);
-    bed.sw.ip(&["link", "del", "s2"]).unwrap();
+    delete();
     let deleted = Instant::now();
     while !fwd.closed[1].load(Ordering::Relaxed) && deleted.elapsed() < Duration::from_secs(3) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(fwd.closed[1].load(Ordering::Relaxed), "s2 did not report closed within 3 s");
+    let closed_in_time = fwd.closed[1].load(Ordering::Relaxed);
     let at_close = fwd.rx_count[0].load(Ordering::Relaxed);
     std::thread::sleep(Duration::from_millis(500));
     let after = fwd.rx_count[0].load(Ordering::Relaxed);
     let _ = flood.kill();
     let _ = flood.wait();
-    let out = fwd.finish();
+    Vanish { out: fwd.finish(), before, at_close, after, closed_in_time }
+}
+
+#[test]
+fn deleting_a_veth_under_traffic_closes_only_its_port() {
+    let bed = VethBed::new(true);
+    let fwd = Forwarder::start(bed.ports(), Duration::from_secs(30));
+    let Vanish { out, before, at_close, after, closed_in_time } =
+        vanish_under_load(fwd, &bed.vm1, "10.77.0.2", Duration::from_millis(700), || {
+            bed.sw.ip(&["link", "del", "s2"]).unwrap();
+        });
+    assert!(closed_in_time, "s2 did not report closed within 3 s");
     assert_clean(&out);
     eprintln!("veth: loops {} s1 rx {before}/{at_close}/{after}", out.loops);
     assert!(out.closed_at[0].is_none(), "s1 must stay open");
@@ -377,20 +401,10 @@ fn tap_ports_carry_ping_udp_and_tcp() {
 fn deleting_a_tap_under_traffic_closes_only_its_port() {
     let (a, b, ports) = tap_bed(1);
     let fwd = Forwarder::start(ports, Duration::from_secs(30));
-    a.run(&["ping", "-c", "1", "-W", "2", "10.78.0.2"]).unwrap();
-    let mut flood = a.spawn(&["ping", "-i", "0.002", "-w", "6", "10.78.0.2"]).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    b.ip(&["link", "del", "tap0"]).unwrap();
-    let deleted = Instant::now();
-    while !fwd.closed[1].load(Ordering::Relaxed) && deleted.elapsed() < Duration::from_secs(3) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let at_close = fwd.rx_count[0].load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(500));
-    let after = fwd.rx_count[0].load(Ordering::Relaxed);
-    let _ = flood.kill();
-    let _ = flood.wait();
-    let out = fwd.finish();
+    let Vanish { out, at_close, after, .. } =
+        vanish_under_load(fwd, &a, "10.78.0.2", Duration::from_millis(500), || {
+            b.ip(&["link", "del", "tap0"]).unwrap();
+        });
     eprintln!("tap: loops {} rx before/after close {at_close}/{after}", out.loops);
     assert!(out.closed_at[1].is_some(), "the deleted TAP did not report closed within 3 s");
     assert!(out.closed_at[0].is_none());
@@ -431,20 +445,10 @@ fn af_xdp_ports_carry_ping_udp_and_tcp() {
 fn deleting_a_veth_under_traffic_closes_only_its_af_xdp_port() {
     let bed = VethBed::new(false);
     let fwd = Forwarder::start(bed.xdp_ports(), Duration::from_secs(30));
-    bed.vm1.run(&["ping", "-c", "1", "-W", "2", "10.77.0.2"]).unwrap();
-    let mut flood = bed.vm1.spawn(&["ping", "-i", "0.002", "-w", "6", "10.77.0.2"]).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    bed.sw.ip(&["link", "del", "s2"]).unwrap();
-    let deleted = Instant::now();
-    while !fwd.closed[1].load(Ordering::Relaxed) && deleted.elapsed() < Duration::from_secs(3) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let at_close = fwd.rx_count[0].load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_millis(500));
-    let after = fwd.rx_count[0].load(Ordering::Relaxed);
-    let _ = flood.kill();
-    let _ = flood.wait();
-    let out = fwd.finish();
+    let Vanish { out, at_close, after, .. } =
+        vanish_under_load(fwd, &bed.vm1, "10.77.0.2", Duration::from_millis(500), || {
+            bed.sw.ip(&["link", "del", "s2"]).unwrap();
+        });
     eprintln!("xdp: loops {} rx at close/after {at_close}/{after}", out.loops);
     assert!(out.closed_at[1].is_some(), "s2 did not report closed within 3 s");
     assert!(out.closed_at[0].is_none());
