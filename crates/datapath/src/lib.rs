@@ -18,8 +18,12 @@
 #![forbid(unsafe_code)]
 
 pub mod bridge;
+pub mod pipeline;
+pub mod pmd;
 pub mod port;
 
+pub use pipeline::{NormalSlowPath, Pipeline, PipelineConfig, PipelineDrop, PipelineStats, SlowPath, TxQueues, Upcall};
+pub use pmd::{Datapath, DatapathConfig, DatapathError, PortInfo, ThreadStats};
 pub use port::{
     DropCounters, DropReason, FaultConfig, FaultConfigError, FaultInjector, FaultStats, MAX_BATCH, Offloads,
     PacketBatch, PcapOpenError, PcapPort, Port, PortCapabilities, PortError, PortStats,

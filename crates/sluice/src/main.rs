@@ -26,8 +26,19 @@ enum Command {
     Rss(cmd::rss::Args),
     /// Manage SR-IOV NICs: inventory, VF count, VF settings, reset, driver binding
     Sriov(cmd::sriov::Args),
-    /// Run the host agent (REST API on a unix socket); the datapath is not part of it yet.
+    /// Run Sluice: the switch (datapath threads, control socket) and the
+    /// host agent (REST API on a unix socket).
     Serve(cmd::serve::Args),
+    /// See the switch at work: four namespace "VMs" on two VLANs, attached by
+    /// AF_XDP and TAP ports; pings, a UDP burst, VLAN isolation, counters.
+    /// Needs root; cleans up after itself.
+    Demo(cmd::demo::Args),
+    /// The switch datapath: show, dump-flows, trace, ports and VLANs at run
+    /// time; `dp run` switches between interfaces in the foreground.
+    Dp(cmd::dp::Args),
+    /// (internal) UDP sender/receiver that `sluice demo` runs inside a namespace.
+    #[command(hide = true, name = "demo-udp")]
+    DemoUdp(cmd::demo::UdpArgs),
     /// Agent client: networks and physical networks.
     Net(cmd::net::Args),
     /// Agent client: bind, release and list ports.
@@ -56,6 +67,9 @@ fn main() -> std::process::ExitCode {
         Command::Rss(args) => cmd::rss::run(args),
         Command::Sriov(args) => cmd::sriov::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Dp(args) => cmd::dp::run(args),
+        Command::DemoUdp(args) => cmd::demo::udp(args),
         Command::Net(args) => cmd::net::run(args),
         Command::Port(args) => cmd::port::run(args),
         Command::Pool(args) => cmd::pool::run(args),

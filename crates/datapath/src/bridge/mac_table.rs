@@ -120,6 +120,25 @@ impl MacTable {
         Learned::New
     }
 
+    /// What [`learn`](Self::learn) would return now, without changing
+    /// anything (for tracing and revalidation). A full table is reported
+    /// as [`Learned::TableFull`] even when expiry would make room.
+    pub fn would_learn(&self, vlan: u16, mac: MacAddr, port: PortId, now: u64) -> Learned {
+        if !mac.is_unicast() {
+            return Learned::NotUnicast;
+        }
+        let room = self.per_port.get(&port).copied().unwrap_or(0) < self.per_port_limit;
+        match self.entries.get(&(vlan, mac)) {
+            Some(e) if now.saturating_sub(e.last_seen) > self.max_age_ms && (e.port == port || room) => Learned::New,
+            Some(e) if e.port == port => Learned::Refreshed,
+            Some(_) if !room => Learned::PortLimit,
+            Some(e) => Learned::Moved { from: e.port },
+            None if !room => Learned::PortLimit,
+            None if self.entries.len() >= self.capacity => Learned::TableFull,
+            None => Learned::New,
+        }
+    }
+
     /// The port `mac` on `vlan` was last seen on, unless it aged out.
     pub fn lookup(&self, vlan: u16, mac: MacAddr, now: u64) -> Option<PortId> {
         self.entries.get(&(vlan, mac)).filter(|e| now.saturating_sub(e.last_seen) <= self.max_age_ms).map(|e| e.port)

@@ -151,6 +151,29 @@ impl Bridge {
         eth: &EthernetRepr,
         now: u64,
     ) -> (Result<Forward<'_>, BridgeDrop>, Consulted) {
+        self.run(in_port, eth, now, true)
+    }
+
+    /// [`forward`](Self::forward) without learning: what the bridge would
+    /// decide for this frame now. For revalidating cached decisions and for
+    /// tracing; the learning table is not touched (the returned
+    /// [`Forward::learned`] says what learning *would* do).
+    pub fn decide(
+        &mut self,
+        in_port: PortId,
+        eth: &EthernetRepr,
+        now: u64,
+    ) -> (Result<Forward<'_>, BridgeDrop>, Consulted) {
+        self.run(in_port, eth, now, false)
+    }
+
+    fn run(
+        &mut self,
+        in_port: PortId,
+        eth: &EthernetRepr,
+        now: u64,
+        learn: bool,
+    ) -> (Result<Forward<'_>, BridgeDrop>, Consulted) {
         let mut consulted = Consulted { in_port: true, ..Consulted::default() };
         let Ok(i) = self.ports.binary_search_by_key(&in_port, |p| p.0) else {
             return (Err(BridgeDrop::UnknownPort), consulted);
@@ -164,7 +187,11 @@ impl Bridge {
         if eth.src.is_multicast() {
             return (Err(BridgeDrop::MulticastSource), consulted);
         }
-        let learned = self.macs.learn(vlan, eth.src, in_port, now);
+        let learned = if learn {
+            self.macs.learn(vlan, eth.src, in_port, now)
+        } else {
+            self.macs.would_learn(vlan, eth.src, in_port, now)
+        };
         consulted.dst_mac = true;
         self.out.clear();
         let known = if eth.dst.is_multicast() { None } else { self.macs.lookup(vlan, eth.dst, now) };

@@ -2,6 +2,8 @@
 
 pub mod agent_client;
 pub mod decode;
+pub mod demo;
+pub mod dp;
 pub mod net;
 pub mod pool;
 pub mod port;

@@ -1,6 +1,5 @@
-//! `sluice serve`: runs the host agent (REST API on a unix socket).
-//!
-//! Until the switch datapath exists, `serve` runs the agent only.
+//! `sluice serve`: runs the switch (datapath threads, bridges, its control
+//! socket) and the host agent (REST API on a unix socket) in one process.
 
 use std::path::PathBuf;
 
@@ -11,9 +10,9 @@ use sluice_agent::serve::{Config, TcpListen};
 
 /// Arguments of `sluice serve`.
 #[derive(Debug, Parser)]
-#[command(long_about = "Runs the Sluice host agent: the REST API under /v1/ on a unix socket (mode 0600), \
-the intent store and the VF pools. The switch datapath is not part of `serve` yet: for now it runs \
-the agent only.")]
+#[command(long_about = "Runs Sluice: the switch (datapath threads and bridges, from --switch-config or \
+empty, with its control socket for `sluice dp`) and the host agent (the REST API under /v1/ on a unix \
+socket, mode 0600, the intent store and the VF pools).")]
 pub struct Args {
     /// State directory: store.redb, host claim records, and api.sock
     /// unless --socket is given.
@@ -37,6 +36,14 @@ pub struct Args {
     /// File holding the bearer token required on the TCP listener.
     #[arg(long)]
     token_file: Option<PathBuf>,
+    /// The switch's configuration (TOML: bridges, ports, VLANs); without
+    /// it the switch starts with one empty bridge, br0.
+    #[arg(long)]
+    switch_config: Option<PathBuf>,
+    /// The switch's control socket (default DIR/dp.sock with --state-dir,
+    /// else /run/sluice/dp.sock).
+    #[arg(long)]
+    dp_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -64,6 +71,21 @@ pub fn run(args: Args) -> Result<()> {
         }
         _ => None,
     };
+    let switch_config = match &args.switch_config {
+        Some(f) => {
+            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            sluice_switch::SwitchConfig::from_toml(&text).with_context(|| format!("in {}", f.display()))?
+        }
+        None => sluice_switch::SwitchConfig::default(),
+    };
+    let dp_socket = args.dp_socket.unwrap_or_else(|| match &args.state_dir {
+        Some(d) => d.join("dp.sock"),
+        None => PathBuf::from(sluice_switch::control::DEFAULT_SOCKET),
+    });
+    let switch = std::sync::Arc::new(sluice_switch::Switch::start(switch_config).context("the switch did not start")?);
+    let _control = sluice_switch::ControlServer::start(&dp_socket, switch.clone())
+        .with_context(|| format!("cannot listen on {}", dp_socket.display()))?;
+    tracing::info!(socket = %dp_socket.display(), "switch control socket ready");
     sluice_agent::serve::run(Config {
         tcp,
         state_dir: args.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/sluice")),
