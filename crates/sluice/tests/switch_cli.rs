@@ -15,14 +15,14 @@ fn netns_list() -> String {
 
 #[test]
 fn the_demo_pings_bursts_isolates_vlans_and_cleans_up() {
-    let out = sluice(&["demo", "--burst", "3000"]);
+    let out = sluice(&["demo", "--burst", "2000"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(text.matches(": reachable").count(), 2, "{text}");
     assert_eq!(text.matches("isolated, as it must be").count(), 3, "{text}");
     let line = text.lines().find(|l| l.trim_start().starts_with("sent ")).unwrap();
     let got: u64 = line.split("received ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
-    assert!(got >= 2900, "the burst crossed the switch: {line}");
+    assert!(got >= 1900, "the burst crossed the switch: {line}");
     assert!(text.contains("actions:output:"), "megaflows are shown: {text}");
     assert!(text.contains("cleaned up"), "{text}");
     let pid = text.lines().find_map(|l| l.split("sluice-demo-").nth(1)).unwrap().split('-').next().unwrap().to_string();
