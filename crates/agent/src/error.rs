@@ -59,6 +59,16 @@ pub enum Error {
         /// VFs in the pool.
         total: usize,
     },
+    /// No PF of the pool can be given whole to a `direct-physical` port.
+    #[error(
+        "pool exhausted: pool {pool} has no PF free for a direct-physical port ({total} PFs, each held whole or with VFs in use)"
+    )]
+    PfExhausted {
+        /// Pool (physical network) name.
+        pool: String,
+        /// PFs in the pool.
+        total: usize,
+    },
     /// A release named an owner or generation that does not hold the port.
     #[error("stale release of port {port}: expected {expected}, the port is held by {actual}")]
     StaleRelease {
@@ -102,9 +112,11 @@ impl Error {
             Error::Invalid { .. } | Error::Body { .. } => 400,
             Error::NotFound { field: Some(_), .. } => 400,
             Error::NotFound { field: None, .. } => 404,
-            Error::Exists { .. } | Error::InUse { .. } | Error::PoolExhausted { .. } | Error::StaleRelease { .. } => {
-                409
-            }
+            Error::Exists { .. }
+            | Error::InUse { .. }
+            | Error::PoolExhausted { .. }
+            | Error::PfExhausted { .. }
+            | Error::StaleRelease { .. } => 409,
             Error::Host(sluice_sriov::Error::StaleClaim { .. }) => 409,
             Error::Host(_) | Error::Store(_) | Error::SchemaTooNew { .. } => 500,
         }
@@ -119,7 +131,7 @@ impl Error {
             Error::NotFound { kind, .. } | Error::InUse { kind, .. } => Some(path_param(kind).into()),
             Error::Exists { kind, .. } => Some(path_param(kind).into()),
             Error::Host(sluice_sriov::Error::StaleClaim { .. }) => Some("id".into()),
-            Error::PoolExhausted { .. } => Some("network".into()),
+            Error::PoolExhausted { .. } | Error::PfExhausted { .. } => Some("network".into()),
             Error::StaleRelease { .. } => Some("generation".into()),
             _ => None,
         }

@@ -6,7 +6,7 @@
 use sluice_sriov::{ClaimToken, Host, MacAddr};
 
 use crate::error::{Error, Result};
-use crate::model::{Physnet, Pool, VfSlot};
+use crate::model::{PfSlot, Physnet, Pool, VfSlot};
 
 /// What to do to a VF's settings around assignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +40,19 @@ impl HostSide {
     /// select, in spec order then VF index.
     pub fn build_pool(&self, p: &Physnet) -> Result<Pool> {
         let mut vfs = Vec::new();
+        let mut pfs: Vec<PfSlot> = Vec::new();
         for (i, spec) in p.device_specs.iter().enumerate() {
             let pf = self.host.pf(&spec.pf).map_err(|e| {
                 Error::invalid(format!("device_specs[{i}].pf"), format!("must name a PF on this host: {e}"))
             })?;
+            if !pfs.iter().any(|s| s.pf_bus_id == pf.bus_id) {
+                pfs.push(PfSlot {
+                    pf: pf.name.clone(),
+                    pf_bus_id: pf.bus_id.clone(),
+                    numa_node: pf.numa_node.filter(|n| *n >= 0),
+                    holder: None,
+                });
+            }
             for v in self.host.sysfs().vfs(&pf)? {
                 if !spec.selects(v.index) || vfs.iter().any(|s: &VfSlot| s.pf_bus_id == pf.bus_id && s.vf == v.index) {
                     continue;
@@ -60,7 +69,7 @@ impl HostSide {
                 });
             }
         }
-        Ok(Pool { name: p.name.clone(), vfs })
+        Ok(Pool { name: p.name.clone(), vfs, pfs })
     }
 
     fn reset_now(&self, pf_bus_id: &str, vf: u32) -> Result<()> {

@@ -10,15 +10,23 @@
 //!   migration steps; binding and release are single transactions, so VF
 //!   pools are never over-subscribed;
 //! - VF pools per physical network built from device specs and the host
-//!   inventory, and the host-side claim/reset around assignment ([`host`]),
-//!   repaired at start-up ([`reconcile`]);
+//!   inventory (several physical networks may share a PF with disjoint VF
+//!   ranges), and the host-side claim/reset around assignment ([`host`]);
+//! - the reconciler ([`reconcile`]): claim repair at start-up, then passes
+//!   that plug every port (VF settings, vfio-pci, macvtap, switch ports)
+//!   and write back `bound`/`active`/`error`, through [`plumb::Plumbing`]
+//!   (real: `sluice-sriov`; synthetic: memory) and [`switch::SwitchPorts`]
+//!   (TAPs now; the datapath once `sluice serve` wires it in);
 //! - the REST API on a unix socket ([`api`], [`serve`]) with its OpenAPI
-//!   document, Prometheus metrics, and a blocking client ([`client`]);
+//!   document, Prometheus metrics (with a hook for the datapath's
+//!   counters, [`api::MetricsSource`]), and a blocking client ([`client`]);
 //! - libvirt XML for every binding form ([`xml`]).
 //!
-//! **Must not:** touch sysfs or netlink itself (that is `sluice-sriov`,
-//! reached through [`host::HostSide`]); forward packets or program flows
-//! (`sluice-datapath`, later); trust request bodies before
+//! **Must not:** touch sysfs, netlink or `/dev/net/tun` itself (that is
+//! `sluice-sriov`, reached through [`host::HostSide`], [`plumb`] and
+//! [`switch::TapSwitchPorts`]); depend on `sluice-datapath`, forward
+//! packets or program flows (the switch is reached only through
+//! [`switch::SwitchPorts`]); trust request bodies before
 //! [`model::Validate`] has passed.
 
 #![forbid(unsafe_code)]
@@ -28,9 +36,11 @@ pub mod client;
 pub mod error;
 pub mod host;
 pub mod model;
+pub mod plumb;
 pub mod reconcile;
 pub mod serve;
 pub mod store;
+pub mod switch;
 pub mod testhost;
 pub mod xml;
 

@@ -390,8 +390,25 @@ pub struct Port {
     /// The VF, for vnic types that take one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binding: Option<VfBinding>,
+    /// The whole PF, for `direct-physical` ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pf_binding: Option<PfBinding>,
     /// Status.
     pub status: PortStatus,
+}
+
+/// The PF a `direct-physical` port holds whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PfBinding {
+    /// Pool (physical network) it was taken from.
+    pub pool: String,
+    /// PF display name.
+    pub pf: String,
+    /// PF bus id (PCI address).
+    pub pf_bus_id: String,
+    /// NUMA node of the PF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_node: Option<i32>,
 }
 
 // ---------------------------------------------------------------- security groups
@@ -558,6 +575,22 @@ pub struct VfSlot {
     pub holder: Option<Holder>,
 }
 
+/// One PF of a pool, as a whole (for `direct-physical` ports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PfSlot {
+    /// PF display name.
+    pub pf: String,
+    /// PF bus id.
+    pub pf_bus_id: String,
+    /// NUMA node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numa_node: Option<i32>,
+    /// The `direct-physical` port holding the whole PF; none of its VFs
+    /// is allocated while it is held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<Holder>,
+}
+
 /// A VF pool: the VFs of one physical network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Pool {
@@ -565,12 +598,27 @@ pub struct Pool {
     pub name: String,
     /// The VFs, in PF then index order.
     pub vfs: Vec<VfSlot>,
+    /// The PFs the device specs name (stores written before this field
+    /// existed read as empty; the start-up refresh fills it in).
+    #[serde(default)]
+    pub pfs: Vec<PfSlot>,
 }
 
 impl Pool {
-    /// VFs without a holder.
+    /// VFs without a holder, on PFs not held whole.
     pub fn free(&self) -> usize {
-        self.vfs.iter().filter(|v| v.holder.is_none()).count()
+        self.vfs.iter().filter(|v| v.holder.is_none() && !self.pf_held(&v.pf_bus_id)).count()
+    }
+
+    /// VFs in use: held, or on a PF held whole.
+    pub fn used(&self) -> usize {
+        self.vfs.len() - self.free()
+    }
+
+    /// True when a `direct-physical` port holds PF `pf_bus_id` (as far as
+    /// this pool records).
+    pub fn pf_held(&self, pf_bus_id: &str) -> bool {
+        self.pfs.iter().any(|p| p.pf_bus_id == pf_bus_id && p.holder.is_some())
     }
 }
 

@@ -1,5 +1,11 @@
-//! Running the agent: open the store, repair host claims, listen on a
-//! unix socket (mode 0600) until SIGTERM or Ctrl-C.
+//! Running the agent: open the store, repair host claims, sweep leftovers,
+//! run a first reconcile pass, then listen on a unix socket (mode 0600) and
+//! reconcile after every bind and release and every
+//! [`Config::reconcile_interval`], until SIGTERM or Ctrl-C.
+//!
+//! `sluice serve` calls [`run_with`], handing in what it owns through
+//! [`Extras`]: its switch (as [`SwitchPorts`]) and its counters (as
+//! [`MetricsSource`]).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -8,10 +14,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use sluice_sriov::{Host, SysfsRoot};
 
-use crate::api::{App, router};
+use crate::api::{App, MetricsSource, router};
 use crate::host::{HostSide, VfReset};
 use crate::model::{Physnet, Pool};
+use crate::plumb::{MemoryPlumbing, Plumbing, SriovPlumbing};
+use crate::reconcile::Reconciler;
 use crate::store::{Kind, Store};
+use crate::switch::{MemorySwitchPorts, SwitchPorts, TapSwitchPorts};
 
 /// Where the agent keeps its state and listens.
 #[derive(Debug, Clone)]
@@ -27,6 +36,43 @@ pub struct Config {
     /// Optional TCP listener; every request on it must carry
     /// `Authorization: Bearer <token>`.
     pub tcp: Option<TcpListen>,
+    /// Time between periodic reconcile passes (default 30 s).
+    pub reconcile_interval: std::time::Duration,
+}
+
+/// Pause after a trigger before the pass (coalesces bursts of binds).
+const TRIGGER_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Default time between periodic reconcile passes.
+pub const DEFAULT_RECONCILE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Config {
+    /// A configuration with the defaults: socket `<state_dir>/api.sock`,
+    /// sysfs at `/sys`, VF resets over rtnetlink, no TCP, reconcile every
+    /// 30 s.
+    pub fn new(state_dir: impl Into<PathBuf>) -> Config {
+        let state_dir = state_dir.into();
+        Config {
+            socket: state_dir.join("api.sock"),
+            state_dir,
+            sysfs_root: PathBuf::from("/sys"),
+            vf_reset: VfReset::Netlink,
+            tcp: None,
+            reconcile_interval: DEFAULT_RECONCILE_INTERVAL,
+        }
+    }
+}
+
+/// What the embedding binary adds to the agent.
+#[derive(Debug, Default, Clone)]
+pub struct Extras {
+    /// The switch `normal` and `virtio-forwarder` ports are attached to.
+    /// `None`: persistent TAPs on a real host ([`TapSwitchPorts`], records
+    /// under `<state_dir>/switch`), memory on a synthetic one
+    /// (`VfReset::ClaimOnly`).
+    pub switch: Option<Arc<dyn SwitchPorts>>,
+    /// More `/metrics` text (the datapath's counters).
+    pub metrics: Vec<Arc<dyn MetricsSource>>,
 }
 
 /// The optional TCP listener.
@@ -44,8 +90,15 @@ impl std::fmt::Debug for TcpListen {
     }
 }
 
-/// Opens the state and builds the handler state (also used by tests).
+/// Opens the state and builds the handler state with no [`Extras`] (also
+/// used by tests).
 pub fn open(cfg: &Config) -> anyhow::Result<App> {
+    open_with(cfg, Extras::default())
+}
+
+/// Opens the state, repairs host claims, sweeps leftovers and runs the
+/// first reconcile pass; returns the handler state.
+pub fn open_with(cfg: &Config, extras: Extras) -> anyhow::Result<App> {
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("cannot create state directory {}", cfg.state_dir.display()))?;
     std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700))
@@ -63,14 +116,56 @@ pub fn open(cfg: &Config) -> anyhow::Result<App> {
         }
     }
     crate::reconcile::claims(&store, &host).context("cannot repair host claim records")?;
-    Ok(App { store: Arc::new(store), host: Arc::new(host), locks: Arc::default() })
+    let synthetic = cfg.vf_reset == VfReset::ClaimOnly;
+    let plumbing: Arc<dyn Plumbing> =
+        if synthetic { Arc::new(MemoryPlumbing::default()) } else { Arc::new(SriovPlumbing::new(host.host().clone())) };
+    let switch: Arc<dyn SwitchPorts> = match extras.switch {
+        Some(s) => s,
+        None if synthetic => Arc::new(MemorySwitchPorts::default()),
+        None => Arc::new(TapSwitchPorts::new(cfg.state_dir.join("switch"))?),
+    };
+    let store = Arc::new(store);
+    let locks: Arc<crate::api::PortLocks> = Arc::default();
+    let reconciler = Arc::new(Reconciler::new(store.clone(), locks.clone(), plumbing, switch));
+    match reconciler.sweep() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "swept leftovers of released ports"),
+        Err(e) => tracing::warn!(error = %e, "cannot sweep leftovers of released ports"),
+    }
+    if let Ok(r) = reconciler.pass() {
+        tracing::info!(ports = r.ports, active = r.active, errors = r.errors, "first reconcile pass");
+    }
+    Ok(App { store, host: Arc::new(host), locks, reconciler, metrics: Arc::new(extras.metrics) })
+}
+
+/// Runs reconcile passes when triggered and every `interval`, forever. A
+/// trigger is followed by a short pause, so a burst of binds gets one pass.
+pub async fn reconcile_loop(rec: Arc<Reconciler>, interval: std::time::Duration) {
+    loop {
+        tokio::select! {
+            () = rec.triggered() => tokio::time::sleep(TRIGGER_DEBOUNCE).await,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let r = rec.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || r.pass()).await {
+            tracing::error!(error = %e, "reconcile pass panicked");
+        }
+    }
 }
 
 /// Runs the agent until SIGTERM or Ctrl-C.
 pub fn run(cfg: Config) -> anyhow::Result<()> {
+    run_with(cfg, Extras::default())
+}
+
+/// Runs the agent with what the embedding binary adds, until SIGTERM or
+/// Ctrl-C.
+pub fn run_with(cfg: Config, extras: Extras) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start tokio")?;
     rt.block_on(async move {
-        let app = open(&cfg)?;
+        let app = open_with(&cfg, extras)?;
+        let interval = cfg.reconcile_interval.max(std::time::Duration::from_millis(100));
+        let looper = tokio::spawn(reconcile_loop(app.reconciler.clone(), interval));
         let listener = bind_socket(&cfg.socket)?;
         tracing::info!(socket = %cfg.socket.display(), "sluice agent listening");
         let stop = Arc::new(tokio::sync::Notify::new());
@@ -104,6 +199,7 @@ pub fn run(cfg: Config) -> anyhow::Result<()> {
             }
         };
         let (u, t, ()) = tokio::join!(unix, tcp, signal);
+        looper.abort();
         u.context("unix socket server failed")?;
         t.context("TCP server failed")
     })

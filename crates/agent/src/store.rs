@@ -17,13 +17,28 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::model::{Holder, Network, Physnet, Pool, Port, PortRequest, PortState, PortStatus, VfBinding, VfSlot};
+use crate::model::{
+    Holder, Network, PfBinding, Physnet, Pool, Port, PortRequest, PortState, PortStatus, VfBinding, VfSlot, VnicType,
+};
 
 /// Schema version this build writes.
 pub const SCHEMA_VERSION: u64 = 1;
 
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 const SCHEMA_KEY: &str = "schema_version";
+
+/// A status a reconcile pass observed, for [`Store::set_statuses`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    /// Port id.
+    pub id: String,
+    /// The port's request as observed.
+    pub spec: PortRequest,
+    /// Its VF allocation generation as observed.
+    pub generation: Option<u64>,
+    /// The new status.
+    pub status: PortStatus,
+}
 
 /// Tables of JSON records keyed by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,6 +233,12 @@ impl Store {
             if tget::<Physnet>(txn, Kind::Physnet, &p.name)?.is_some() {
                 return Err(Error::Exists { kind: Kind::Physnet.noun(), id: p.name.clone() });
             }
+            let mut existing = Vec::new();
+            for o in tlist::<Physnet>(txn, Kind::Physnet)? {
+                let opool: Pool = tget(txn, Kind::Pool, &o.name)?.unwrap_or_default();
+                existing.push((o, opool));
+            }
+            check_disjoint(p, pool, &existing)?;
             tput(txn, Kind::Physnet, &p.name, p)?;
             tput(txn, Kind::Pool, &p.name, pool)
         })
@@ -239,6 +260,16 @@ impl Store {
             for o in &old.vfs {
                 if o.holder.is_some() && !merged.vfs.iter().any(|s| s.pf_bus_id == o.pf_bus_id && s.vf == o.vf) {
                     merged.vfs.push(o.clone());
+                }
+            }
+            for p in &mut merged.pfs {
+                if let Some(o) = old.pfs.iter().find(|o| o.pf_bus_id == p.pf_bus_id) {
+                    p.holder = o.holder.clone();
+                }
+            }
+            for o in &old.pfs {
+                if o.holder.is_some() && !merged.pfs.iter().any(|p| p.pf_bus_id == o.pf_bus_id) {
+                    merged.pfs.push(o.clone());
                 }
             }
             tput(txn, Kind::Pool, &merged.name, &merged)?;
@@ -314,6 +345,41 @@ impl Store {
             let mut spec = req.clone();
             spec.mac = Some(req.effective_mac());
             let mut binding = None;
+            let mut pf_binding = None;
+            let pools: Vec<Pool> = if net.physnet.is_some() { tlist(txn, Kind::Pool)? } else { Vec::new() };
+            let held_whole = |bus: &str| pools.iter().any(|p| p.pf_held(bus));
+            if req.vnic_type == VnicType::DirectPhysical {
+                let Some(pn) = net.physnet.clone() else {
+                    return Err(Error::invalid(
+                        "vnic_type",
+                        format!(
+                            "direct-physical needs a network on a physical network; network {} is an overlay",
+                            net.name
+                        ),
+                    ));
+                };
+                let mut pool: Pool = must(tget(txn, Kind::Pool, &pn)?, Kind::Pool, &pn, Some("network"))?;
+                let vf_in_use =
+                    |bus: &str| pools.iter().flat_map(|p| &p.vfs).any(|s| s.pf_bus_id == bus && s.holder.is_some());
+                let free = |p: &crate::model::PfSlot| !held_whole(&p.pf_bus_id) && !vf_in_use(&p.pf_bus_id);
+                let idx = pool
+                    .pfs
+                    .iter()
+                    .position(|p| free(p) && req.numa_node.is_some() && p.numa_node == req.numa_node)
+                    .or_else(|| pool.pfs.iter().position(free));
+                let Some(idx) = idx else {
+                    return Err(Error::PfExhausted { pool: pn, total: pool.pfs.len() });
+                };
+                let slot = &mut pool.pfs[idx];
+                slot.holder = Some(Holder { port: req.id.clone(), owner: req.owner.clone() });
+                pf_binding = Some(PfBinding {
+                    pool: pn.clone(),
+                    pf: slot.pf.clone(),
+                    pf_bus_id: slot.pf_bus_id.clone(),
+                    numa_node: slot.numa_node,
+                });
+                tput(txn, Kind::Pool, &pn, &pool)?;
+            }
             if req.vnic_type.needs_vf() {
                 let Some(pn) = net.physnet.clone() else {
                     return Err(Error::invalid(
@@ -326,7 +392,7 @@ impl Store {
                     ));
                 };
                 let mut pool: Pool = must(tget(txn, Kind::Pool, &pn)?, Kind::Pool, &pn, Some("network"))?;
-                let free = |s: &VfSlot| s.holder.is_none();
+                let free = |s: &VfSlot| s.holder.is_none() && !held_whole(&s.pf_bus_id);
                 let idx = pool
                     .vfs
                     .iter()
@@ -356,9 +422,10 @@ impl Store {
                 physnet: net.physnet.clone(),
                 vlan: net.segment.vlan(),
                 binding,
+                pf_binding,
                 status: PortStatus {
                     state: PortState::Bound,
-                    reason: Some("resources reserved; host plumbing is not implemented yet".into()),
+                    reason: Some("resources reserved; waiting for the reconciler to plug the port".into()),
                 },
             };
             tput(txn, Kind::Port, &req.id, &port)?;
@@ -384,6 +451,33 @@ impl Store {
             tput(txn, Kind::Port, id, &port)?;
             Ok(port)
         })
+    }
+
+    /// Writes the statuses a reconcile pass observed, in ONE transaction,
+    /// each only if the port is still the one observed (same request, same
+    /// VF allocation generation): a port released and bound again meanwhile
+    /// keeps its own status. Status is observed state that every pass
+    /// recomputes, so the commit does not wait for the disk
+    /// (`Durability::None`; the next durable commit persists it, a crash
+    /// before that loses only statuses). Returns how many were written.
+    pub fn set_statuses(&self, changes: &[StatusChange]) -> Result<usize> {
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        let mut txn = self.db.begin_write().map_err(Error::store)?;
+        txn.set_durability(redb::Durability::None).map_err(|e| Error::Store(e.to_string()))?;
+        let mut n = 0;
+        for c in changes {
+            let Some(mut port) = tget::<Port>(&txn, Kind::Port, &c.id)? else { continue };
+            if port.spec != c.spec || port.binding.as_ref().map(|b| b.generation) != c.generation {
+                continue;
+            }
+            port.status = c.status.clone();
+            tput(&txn, Kind::Port, &c.id, &port)?;
+            n += 1;
+        }
+        txn.commit().map_err(Error::store)?;
+        Ok(n)
     }
 
     /// Sets a port's status.
@@ -424,11 +518,59 @@ impl Store {
                     tracing::warn!(port = id, pool = b.pool, vf = b.vf, "pool no longer records this port");
                 }
             }
+            if let Some(b) = &port.pf_binding {
+                let mut pool: Pool = must(tget(txn, Kind::Pool, &b.pool)?, Kind::Pool, &b.pool, None)?;
+                if let Some(p) = pool
+                    .pfs
+                    .iter_mut()
+                    .find(|p| p.pf_bus_id == b.pf_bus_id && p.holder.as_ref().is_some_and(|h| h.port == id))
+                {
+                    p.holder = None;
+                    tput(txn, Kind::Pool, &b.pool, &pool)?;
+                }
+            }
             txn.open_table(Kind::Port.table()).map_err(Error::store)?.remove(id).map_err(Error::store)?;
             Ok(port)
         })
     }
 }
+
+/// Refuses a new physical network whose device specs could select a VF
+/// index that a device spec of an existing physical network on the same PF
+/// could select too. The ranges are compared as written (0..=255, minus
+/// exclusions), not only against the VFs that exist now, so VFs created
+/// later never land in two pools. Several physical networks may share a
+/// PF only with disjoint VF ranges.
+fn check_disjoint(p: &Physnet, pool: &Pool, existing: &[(Physnet, Pool)]) -> Result<()> {
+    let bus = |spec: &crate::model::DeviceSpec, pool: &Pool| {
+        pool.pfs.iter().find(|s| s.pf == spec.pf || s.pf_bus_id == spec.pf).map(|s| (s.pf.clone(), s.pf_bus_id.clone()))
+    };
+    for (i, spec) in p.device_specs.iter().enumerate() {
+        let Some((name, b)) = bus(spec, pool) else { continue };
+        for (op, opool) in existing.iter().filter(|(o, _)| o.name != p.name) {
+            for ospec in &op.device_specs {
+                if bus(ospec, opool).is_none_or(|(_, ob)| ob != b) {
+                    continue;
+                }
+                if let Some(vf) = (0..=MAX_VF_INDEX).find(|v| spec.selects(*v) && ospec.selects(*v)) {
+                    return Err(Error::invalid(
+                        format!("device_specs[{i}]"),
+                        format!(
+                            "of physical network {} selects VF {vf} of PF {name} ({b}), which physical network {} \
+                             selects too; physical networks sharing a PF must select disjoint VF ranges (first_vf, \
+                             last_vf, exclude_vfs)",
+                            p.name, op.name
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Highest VF index a device spec may name (see [`Physnet`] validation).
+const MAX_VF_INDEX: u32 = 255;
 
 #[cfg(test)]
 mod tests {
@@ -452,7 +594,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(&d.path().join("store.redb")).unwrap();
         let pn = Physnet { name: "phys".into(), device_specs: vec![] };
-        let pool = Pool { name: "phys".into(), vfs: (0..n).map(|i| slot(i, i32::from(i >= 2))).collect() };
+        let pool = Pool { name: "phys".into(), vfs: (0..n).map(|i| slot(i, i32::from(i >= 2))).collect(), pfs: vec![] };
         s.create_physnet(&pn, &pool).unwrap();
         s.create_network(&Network {
             name: "net".into(),
@@ -529,10 +671,35 @@ mod tests {
     }
 
     #[test]
+    fn statuses_land_only_on_the_port_that_was_observed() {
+        let (_d, s) = setup(2);
+        let observed = s.bind(&req("a", None)).unwrap();
+        let active = PortStatus { state: PortState::Active, reason: None };
+        let change = |p: &Port| StatusChange {
+            id: p.spec.id.clone(),
+            spec: p.spec.clone(),
+            generation: p.binding.as_ref().map(|b| b.generation),
+            status: active.clone(),
+        };
+        // Released and bound again (a new VF generation) since the pass saw it.
+        s.release("a", None, None).unwrap();
+        s.bind(&req("a", None)).unwrap();
+        assert_eq!(s.set_statuses(&[change(&observed)]).unwrap(), 0);
+        let now: Port = s.get(Kind::Port, "a").unwrap().unwrap();
+        assert_eq!(now.status.state, PortState::Bound);
+        assert_eq!(s.set_statuses(&[change(&now)]).unwrap(), 1);
+        let now: Port = s.get(Kind::Port, "a").unwrap().unwrap();
+        assert_eq!(now.status, active);
+        // A port gone meanwhile is skipped.
+        s.release("a", None, None).unwrap();
+        assert_eq!(s.set_statuses(&[change(&now)]).unwrap(), 0);
+    }
+
+    #[test]
     fn refresh_keeps_holders() {
         let (_d, s) = setup(2);
         s.bind(&req("a", None)).unwrap();
-        let fresh = Pool { name: "phys".into(), vfs: vec![slot(1, 0), slot(2, 0)] };
+        let fresh = Pool { name: "phys".into(), vfs: vec![slot(1, 0), slot(2, 0)], pfs: vec![] };
         let m = s.refresh_pool(&fresh).unwrap();
         assert_eq!(m.vfs.len(), 3, "held VF 0 vanished from sysfs but stays recorded");
         assert_eq!(m.vfs.iter().filter(|v| v.holder.is_some()).count(), 1);

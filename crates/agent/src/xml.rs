@@ -118,6 +118,10 @@ pub fn failover_alias(port_id: &str) -> String {
 }
 
 fn vf_addr(port: &Port) -> Result<String> {
+    if let Some(pf) = &port.pf_binding {
+        // direct-physical: the whole PF is the host device.
+        return pci_address(&pf.pf_bus_id);
+    }
     let b = port.binding.as_ref().ok_or_else(|| {
         Error::invalid("vnic_type", format!("{} ports have no VF to render", port.spec.vnic_type.as_str()))
     })?;
@@ -251,6 +255,7 @@ mod tests {
                 generation: 1,
                 host_claim: None,
             }),
+            pf_binding: None,
             status: PortStatus { state: PortState::Bound, reason: None },
         }
     }
@@ -296,6 +301,7 @@ mod tests {
                 generation: 0,
                 holder: None,
             }],
+            pfs: vec![],
         };
         validate(&pool_network(&pool), "network");
         // And the validator does reject broken XML, so the test can fail.

@@ -25,6 +25,7 @@ fn env(vfs: u32) -> Env {
         sysfs_root: sys,
         vf_reset: VfReset::ClaimOnly,
         tcp: None,
+        reconcile_interval: sluice_agent::serve::DEFAULT_RECONCILE_INTERVAL,
     };
     let app = router(open(&cfg).unwrap());
     Env { _dir: dir, app, cfg }

@@ -16,7 +16,10 @@
 //! - reset to a clean state guarded by an owner/generation claim record
 //!   ([`claim`], [`Host::reset_vf`]);
 //! - devlink eswitch mode, ports/representors and port function rates
-//!   ([`netlink::devlink`]).
+//!   ([`netlink::devlink`]);
+//! - the host links put on VFs and in front of VMs: macvtap in
+//!   passthrough mode, persistent TAPs, link listing, up and delete
+//!   ([`netlink::link`]).
 //!
 //! **Must not:** own VF pools or allocation policy (that is
 //! `sluice-agent`, which keeps intent in its store and passes claim tokens
@@ -26,7 +29,8 @@
 //!
 //! Layout: [`model`] is plain data and validation (no I/O); [`sysfs`] only
 //! reads and writes files; [`netlink`] holds all socket code; [`ops`]
-//! combines them. The one `unsafe` call (`flock`) is in `sys`.
+//! combines them. The `unsafe` calls (`flock`, `setsockopt`, the TAP
+//! `ioctl`s) are in `sys`.
 
 #![deny(unsafe_code)]
 

@@ -1,6 +1,7 @@
 //! The crate's only direct system calls: `flock(2)` for claim records
 //! (`File::lock` needs Rust 1.89; the workspace MSRV is 1.85) and
-//! `SO_RCVTIMEO` on netlink sockets (netlink-sys has no setter).
+//! `SO_RCVTIMEO` on netlink sockets (netlink-sys has no setter), and the
+//! TUNSETIFF/TUNSETPERSIST `ioctl`s that create a persistent TAP.
 
 use std::fs::File;
 use std::io;
@@ -44,4 +45,44 @@ pub(crate) fn set_recv_timeout(fd: std::os::fd::RawFd, t: std::time::Duration) -
         )
     };
     if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// `struct ifreq` as TUNSETIFF reads it: the name, then the flags (a
+/// union in C; 40 bytes in all on 64-bit Linux).
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; 16],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+/// Creates (or re-attaches to) TAP `name` and makes it persistent, so it
+/// outlives this descriptor. There is no rtnetlink way to create a TAP: the
+/// kernel's tun driver refuses `RTM_NEWLINK` ("tun/tap creation via
+/// rtnetlink is not supported"). The caller checked the name's length.
+pub(crate) fn create_persistent_tap(name: &str) -> io::Result<()> {
+    let f = std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun")?;
+    let mut req = IfReqFlags { name: [0; 16], flags: IFF_TAP | IFF_NO_PI, _pad: [0; 22] };
+    let n = name.len().min(15);
+    req.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+    // SAFETY: `f` is an open /dev/net/tun descriptor that outlives the
+    // call; `req` is a valid, initialised 40-byte ifreq (NUL-terminated
+    // name, flags) that lives across it, which is what TUNSETIFF reads and
+    // writes.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), TUNSETIFF as _, &raw mut req) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: TUNSETPERSIST takes an integer argument, no pointer; `f` is
+    // open and now attached to the TAP.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), TUNSETPERSIST as _, 1 as libc::c_ulong) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

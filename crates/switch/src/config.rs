@@ -60,6 +60,9 @@ pub struct DatapathSection {
     pub buffers: usize,
     /// Empty polling rounds before a thread sleeps, 0..=10_000_000.
     pub spin_rounds: u32,
+    /// Light-load sleep in microseconds (OVS's `pmd-maxsleep`), 0..=10000;
+    /// 0 (the default) is off.
+    pub pmd_max_sleep_us: u64,
 }
 
 impl Default for DatapathSection {
@@ -70,6 +73,7 @@ impl Default for DatapathSection {
             flow_limit: d.pipeline.flow_limit,
             buffers: d.buffers,
             spin_rounds: d.spin_rounds,
+            pmd_max_sleep_us: d.pmd_max_sleep_us,
         }
     }
 }
@@ -304,6 +308,9 @@ impl SwitchConfig {
         }
         if d.spin_rounds > 10_000_000 {
             return err(format!("`datapath.spin_rounds` must be in 0..=10000000, got {}", d.spin_rounds));
+        }
+        if d.pmd_max_sleep_us > 10_000 {
+            return err(format!("`datapath.pmd_max_sleep_us` must be in 0..=10000, got {}", d.pmd_max_sleep_us));
         }
         let mut names = std::collections::HashSet::new();
         for b in &self.bridges {

@@ -45,6 +45,12 @@ struct Attached {
     config: PortConfig,
 }
 
+impl std::fmt::Debug for Switch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Switch").field("ports", &self.lock().keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
 /// The running switch.
 pub struct Switch {
     dp: Datapath,
@@ -106,6 +112,8 @@ pub struct ThreadShow {
     pub ns_per_packet: f64,
     /// Times it slept for lack of traffic.
     pub sleeps: u64,
+    /// Light-load naps (`pmd_max_sleep_us`).
+    pub light_sleeps: u64,
 }
 
 /// `show`.
@@ -179,6 +187,7 @@ impl Switch {
             pipeline: PipelineConfig { flow_limit: d.flow_limit, ..PipelineConfig::default() },
             buffers: d.buffers,
             spin_rounds: d.spin_rounds,
+            pmd_max_sleep_us: d.pmd_max_sleep_us,
             ..DatapathConfig::default()
         };
         let bridges = Arc::new(BridgeSet::new(&config.bridges, dp_config.max_ports));
@@ -246,6 +255,13 @@ impl Switch {
         Ok(())
     }
 
+    /// A port's configuration and whether its device is gone.
+    pub fn port(&self, name: &str) -> Option<(PortConfig, bool)> {
+        let a = self.lock().get(name).cloned()?;
+        let closed = self.dp.ports().iter().find(|p| p.no == a.no).is_some_and(|p| p.closed);
+        Some((a.config, closed))
+    }
+
     /// Ports, bridges and threads with their counters.
     pub fn show(&self) -> Show {
         let ports = self.lock().clone();
@@ -285,6 +301,7 @@ impl Switch {
                 drops: drops_map(PipelineDrop::ALL.iter().map(|r| (r.as_str().to_string(), t.pipeline.drop_count(*r)))),
                 ns_per_packet: (t.ns_per_packet() * 10.0).round() / 10.0,
                 sleeps: t.sleeps,
+                light_sleeps: t.light_sleeps,
             })
             .collect();
         Show { bridges, threads }

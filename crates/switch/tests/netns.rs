@@ -190,11 +190,25 @@ fn ping_udp_and_tcp_cross_every_port_type_and_vlans_stay_apart() {
     let flooded = bed.port_stat("p3", "tx_packets") - p3_before;
     assert!(flooded < 10, "learned stations are not flooded: {flooded} frames reached p3");
 
+    // Ports and VLANs change at run time without disturbing the others:
+    // a ping stream vm1 -> vm2 loses nothing meanwhile.
+    let stream = v[0].spawn(&["ping", "-q", "-i", "0.005", "-c", "400", "-W", "1", "10.66.0.2"]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    bed.ctl(Request::AddPort { port: port("t5", PortType::Tap, 10) }).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    bed.ctl(Request::SetVlan { name: "t4".into(), vlan: VlanConfig { vlan: Some(20), trunks: None, native: None } })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    bed.ctl(Request::DelPort { name: "t5".into() }).unwrap();
+    let out = stream.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(" 0% packet loss"), "run-time changes disturbed vm1 -> vm2: {text}");
+
     let flows = bed.ctl(Request::DumpFlows).unwrap();
     let text = flows.to_string();
     assert!(text.contains("in_port=1") && text.contains("actions:"), "{text}");
     let trace = bed
-        .ctl(Request::Trace { packet: "in_port=t4,eth_src=02:aa:00:00:00:04,eth_dst=ff:ff:ff:ff:ff:ff".into() })
+        .ctl(Request::Trace { packet: "in_port=t2,eth_src=02:aa:00:00:00:04,eth_dst=ff:ff:ff:ff:ff:ff".into() })
         .unwrap();
     assert!(trace["steps"].to_string().contains("flood"), "{trace}");
     let show = bed.ctl(Request::Show).unwrap();

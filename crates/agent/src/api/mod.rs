@@ -14,6 +14,7 @@ mod security_groups;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -25,6 +26,7 @@ use serde::de::DeserializeOwned;
 use crate::error::Error;
 use crate::host::HostSide;
 use crate::model::{Pool, Port, PortState, Validate};
+use crate::reconcile::Reconciler;
 use crate::store::{Kind, Store};
 
 /// The OpenAPI 3 document, committed as `crates/agent/openapi.json`.
@@ -66,8 +68,21 @@ pub struct App {
     pub store: Arc<Store>,
     /// The host side.
     pub host: Arc<HostSide>,
-    /// Per-port-id locks: bind and release of one id never interleave.
+    /// Per-port-id locks: bind, release and the reconciler's work on one
+    /// id never interleave.
     pub locks: Arc<PortLocks>,
+    /// The reconciler (triggered after every bind and release).
+    pub reconciler: Arc<Reconciler>,
+    /// More `/metrics` text (the datapath's counters, added by `sluice serve`).
+    pub metrics: Arc<Vec<Arc<dyn MetricsSource>>>,
+}
+
+/// A source of more Prometheus text for `/metrics`. `sluice serve`
+/// registers the datapath's counters through this
+/// ([`crate::serve::Extras::metrics`]).
+pub trait MetricsSource: Send + Sync + std::fmt::Debug {
+    /// Appends metric families (with `# HELP` and `# TYPE` lines) to `out`.
+    fn write_metrics(&self, out: &mut String);
 }
 
 /// Striped locks keyed by port id (64 stripes; distinct ids may share a
@@ -185,8 +200,45 @@ async fn not_found() -> ApiError {
     ApiError(Error::NotFound { kind: "route", id: "for this path".into(), field: None })
 }
 
-/// Prometheus text: ports by state, pool usage.
-pub fn metrics_text(store: &Store) -> crate::error::Result<String> {
+async fn method_not_allowed(method: axum::http::Method) -> Response {
+    let body = serde_json::json!({
+        "error": format!("method {method} is not allowed on this path; see /v1/openapi.json for the methods each path takes"),
+        "field": "method",
+    });
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}
+
+/// Prometheus text: ports by state, pool usage, the reconciler's passes
+/// and errors, then every registered [`MetricsSource`].
+pub fn metrics_text(app: &App) -> crate::error::Result<String> {
+    let mut out = store_metrics(&app.store)?;
+    let st = &app.reconciler.stats;
+    let counters = [
+        ("sluice_agent_reconcile_passes_total", "Reconcile passes run.", st.passes.load(Ordering::Relaxed)),
+        (
+            "sluice_agent_reconcile_errors_total",
+            "Reconcile errors: ports a pass left in error, and passes that failed.",
+            st.errors.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_agent_reconcile_last_pass_seconds Duration of the last reconcile pass.\n\
+         # TYPE sluice_agent_reconcile_last_pass_seconds gauge\n\
+         sluice_agent_reconcile_last_pass_seconds {:.6}",
+        st.last_pass_us.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    for m in app.metrics.iter() {
+        m.write_metrics(&mut out);
+    }
+    Ok(out)
+}
+
+/// Ports by state and pool usage, from the store.
+pub fn store_metrics(store: &Store) -> crate::error::Result<String> {
     let ports: Vec<Port> = store.list(Kind::Port)?;
     let pools: Vec<Pool> = store.list(Kind::Pool)?;
     let mut out = String::new();
@@ -197,15 +249,28 @@ pub fn metrics_text(store: &Store) -> crate::error::Result<String> {
     }
     let _ = writeln!(out, "# HELP sluice_agent_pool_vfs VFs per pool by use.\n# TYPE sluice_agent_pool_vfs gauge");
     for p in &pools {
-        let free = p.free();
-        let _ = writeln!(out, "sluice_agent_pool_vfs{{pool=\"{}\",state=\"free\"}} {free}", p.name);
-        let _ = writeln!(out, "sluice_agent_pool_vfs{{pool=\"{}\",state=\"used\"}} {}", p.name, p.vfs.len() - free);
+        let _ = writeln!(out, "sluice_agent_pool_vfs{{pool=\"{}\",state=\"free\"}} {}", p.name, p.free());
+        let _ = writeln!(out, "sluice_agent_pool_vfs{{pool=\"{}\",state=\"used\"}} {}", p.name, p.used());
+    }
+    let _ =
+        writeln!(out, "# HELP sluice_agent_pool_size VFs per pool (free + used).\n# TYPE sluice_agent_pool_size gauge");
+    for p in &pools {
+        let _ = writeln!(out, "sluice_agent_pool_size{{pool=\"{}\"}} {}", p.name, p.vfs.len());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sluice_agent_pool_pfs_held PFs per pool held whole by direct-physical ports.\n\
+         # TYPE sluice_agent_pool_pfs_held gauge"
+    );
+    for p in &pools {
+        let held = p.pfs.iter().filter(|s| s.holder.is_some()).count();
+        let _ = writeln!(out, "sluice_agent_pool_pfs_held{{pool=\"{}\"}} {held}", p.name);
     }
     Ok(out)
 }
 
 async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> ApiResult<Response> {
-    let text = blocking(move || metrics_text(&app.store)).await?;
+    let text = blocking(move || metrics_text(&app)).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -221,6 +286,7 @@ pub fn router(app: App) -> Router {
         .merge(qos_policies::routes())
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(app)
 }
 

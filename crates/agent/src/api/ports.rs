@@ -2,11 +2,13 @@
 //! and virtio-forwarder ports), delete = release.
 //!
 //! Order of effects, chosen so a crash at any point is repaired by
-//! [`crate::reconcile::claims`] at the next start:
+//! [`crate::reconcile::claims`] and the reconciler at the next start:
 //! - bind: store transaction (allocate + write port) → host claim (reset,
-//!   then claim record) → store the claim token;
-//! - release: host reset guarded by the token → store transaction (free
-//!   the VF, delete the port).
+//!   then claim record) → store the claim token → trigger the reconciler,
+//!   which plugs the port and sets its status (`bound` → `active`);
+//! - release: unplug (switch port, macvtap, VF back to its default driver)
+//!   → host reset guarded by the token → store transaction (free the VF,
+//!   delete the port) → trigger the reconciler.
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -32,6 +34,12 @@ async fn list(State(app): State<App>) -> ApiResult<Response> {
 /// Binds a port (blocking; the API runs it on the blocking pool). Holds
 /// the port's lock, so a release of the same id cannot interleave.
 pub fn bind(app: &App, req: &PortRequest) -> crate::error::Result<Port> {
+    let r = bind_locked(app, req);
+    app.reconciler.trigger();
+    r
+}
+
+fn bind_locked(app: &App, req: &PortRequest) -> crate::error::Result<Port> {
     let _guard = app.locks.lock(&req.id);
     let port = app.store.bind(req)?;
     let Some(b) = port.binding.clone() else { return Ok(port) };
@@ -67,7 +75,7 @@ pub fn bind(app: &App, req: &PortRequest) -> crate::error::Result<Port> {
 /// Releases a port: host reset guarded by the claim token, then the store.
 /// Holds the port's lock.
 pub fn release(app: &App, id: &str, owner: Option<&str>, generation: Option<u64>) -> crate::error::Result<Port> {
-    let _guard = app.locks.lock(id);
+    let guard = app.locks.lock(id);
     let port: Port =
         app.store.get(Kind::Port, id)?.ok_or_else(|| Error::NotFound { kind: "port", id: id.into(), field: None })?;
     let held = port.binding.as_ref().map(|b| b.generation);
@@ -78,10 +86,19 @@ pub fn release(app: &App, id: &str, owner: Option<&str>, generation: Option<u64>
             actual: format!("owner {} generation {:?}", port.spec.owner, held),
         });
     }
+    if let Err(e) = app.reconciler.teardown(&port) {
+        // The store is the authority: the release goes on, and the next
+        // start-up sweep removes what is left.
+        app.reconciler.stats.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(port = id, error = %e, "cannot unplug the port completely; releasing it anyway");
+    }
     if let Some(b) = &port.binding {
         app.host.release(&b.pf_bus_id, b.vf, b.host_claim.as_ref(), false)?;
     }
-    app.store.release(id, owner, generation)
+    let out = app.store.release(id, owner, generation);
+    drop(guard);
+    app.reconciler.trigger();
+    out
 }
 
 async fn create(State(app): State<App>, body: Bytes) -> ApiResult<Response> {

@@ -122,6 +122,10 @@ enum Command {
         /// Print the counters every this many seconds (0: only at exit).
         #[arg(long, default_value_t = 0)]
         stats_every: u64,
+        /// Light-load sleep in microseconds, 0..=10000 (OVS's pmd-maxsleep;
+        /// 0: busy-poll while traffic flows).
+        #[arg(long, default_value_t = 0)]
+        pmd_max_sleep_us: u64,
         /// Interfaces (or TAP devices) to switch between.
         #[arg(required = true)]
         ifaces: Vec<String>,
@@ -131,7 +135,9 @@ enum Command {
 /// Runs `sluice dp`.
 pub fn run(args: Args) -> Result<()> {
     let req = match args.command {
-        Command::Run { kind, threads, stats_every, ifaces } => return run_switch(kind, threads, stats_every, &ifaces),
+        Command::Run { kind, threads, stats_every, pmd_max_sleep_us, ifaces } => {
+            return run_switch(kind, threads, stats_every, pmd_max_sleep_us, &ifaces);
+        }
         Command::Show => Request::Show,
         Command::DumpFlows => Request::DumpFlows,
         Command::Trace { spec } => Request::Trace { packet: spec },
@@ -281,14 +287,17 @@ pub fn on_signal(flag: Arc<AtomicBool>) -> Result<()> {
     Ok(())
 }
 
-fn run_switch(kind: Kind, threads: usize, stats_every: u64, ifaces: &[String]) -> Result<()> {
+fn run_switch(kind: Kind, threads: usize, stats_every: u64, pmd_max_sleep_us: u64, ifaces: &[String]) -> Result<()> {
     if !(1..=64).contains(&threads) {
         bail!("--threads must be in 1..=64, got {threads}");
+    }
+    if pmd_max_sleep_us > 10_000 {
+        bail!("--pmd-max-sleep-us must be in 0..=10000, got {pmd_max_sleep_us}");
     }
     let stop = Arc::new(AtomicBool::new(false));
     on_signal(stop.clone())?;
     let config = SwitchConfig {
-        datapath: DatapathSection { threads, ..DatapathSection::default() },
+        datapath: DatapathSection { threads, pmd_max_sleep_us, ..DatapathSection::default() },
         ports: ifaces
             .iter()
             .map(|n| PortConfig {

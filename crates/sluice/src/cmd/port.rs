@@ -124,6 +124,10 @@ pub fn run(args: Args) -> Result<()> {
         print_json(&v)
     } else {
         table(&HEADER, &[row(&v)]);
+        // Why the port is bound (not plugged yet) or in error.
+        if let Some(reason) = v["status"]["reason"].as_str() {
+            println!("reason: {reason}");
+        }
         Ok(())
     }
 }

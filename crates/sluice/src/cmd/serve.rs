@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use sluice_agent::host::VfReset;
-use sluice_agent::serve::{Config, TcpListen};
+use std::sync::Arc;
+
+use sluice_agent::api::MetricsSource;
+use sluice_agent::serve::{Config, Extras, TcpListen};
+use sluice_agent::switch::{SwitchPort, SwitchPorts, TapSwitchPorts};
+use sluice_switch::{PortConfig, PortType, Switch, VlanConfig};
 
 /// Arguments of `sluice serve`.
 #[derive(Debug, Parser)]
@@ -44,6 +49,17 @@ pub struct Args {
     /// else /run/sluice/dp.sock).
     #[arg(long)]
     dp_socket: Option<PathBuf>,
+    /// Seconds between periodic reconcile passes (a pass also runs at
+    /// start-up and after every bind and release); 0.1..=86400.
+    #[arg(long, default_value_t = 30.0, value_parser = parse_interval)]
+    reconcile_interval: f64,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=86400.0).contains(&v) => Ok(v),
+        _ => Err(format!("must be a number of seconds in 0.1..=86400, got {s:?}")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -82,18 +98,170 @@ pub fn run(args: Args) -> Result<()> {
         Some(d) => d.join("dp.sock"),
         None => PathBuf::from(sluice_switch::control::DEFAULT_SOCKET),
     });
-    let switch = std::sync::Arc::new(sluice_switch::Switch::start(switch_config).context("the switch did not start")?);
+    let switch = Arc::new(Switch::start(switch_config).context("the switch did not start")?);
     let _control = sluice_switch::ControlServer::start(&dp_socket, switch.clone())
         .with_context(|| format!("cannot listen on {}", dp_socket.display()))?;
     tracing::info!(socket = %dp_socket.display(), "switch control socket ready");
-    sluice_agent::serve::run(Config {
-        tcp,
-        state_dir: args.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/sluice")),
-        socket,
-        sysfs_root: args.sysfs_root,
-        vf_reset: match args.vf_reset {
-            ResetMode::Netlink => VfReset::Netlink,
-            ResetMode::ClaimOnly => VfReset::ClaimOnly,
+    let state_dir = args.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/sluice"));
+    let vf_reset = match args.vf_reset {
+        ResetMode::Netlink => VfReset::Netlink,
+        ResetMode::ClaimOnly => VfReset::ClaimOnly,
+    };
+    // On a real host the agent's `normal` ports become ports of this
+    // switch; synthetic hosts keep the agent's in-memory stand-in.
+    let switch_ports: Option<Arc<dyn SwitchPorts>> = match vf_reset {
+        VfReset::Netlink => Some(Arc::new(SwitchGlue {
+            taps: TapSwitchPorts::new(state_dir.join("switch")).context("cannot keep switch port records")?,
+            switch: switch.clone(),
+            opened: std::sync::Mutex::default(),
+        })),
+        VfReset::ClaimOnly => None,
+    };
+    let metrics: Vec<Arc<dyn MetricsSource>> = vec![Arc::new(SwitchMetrics(switch.clone()))];
+    sluice_agent::serve::run_with(
+        Config {
+            tcp,
+            state_dir,
+            socket,
+            sysfs_root: args.sysfs_root,
+            vf_reset,
+            reconcile_interval: std::time::Duration::from_secs_f64(args.reconcile_interval),
         },
-    })
+        Extras { switch: switch_ports, metrics },
+    )
+}
+
+/// The agent's switch ports on the running switch: the agent keeps making
+/// the persistent TAP a VM's QEMU opens (its records say which TAPs are
+/// ours), and the switch attaches to the TAP's host side through AF_PACKET,
+/// as OVS attaches a tap as a system port.
+#[derive(Debug)]
+struct SwitchGlue {
+    taps: TapSwitchPorts,
+    switch: Arc<Switch>,
+    /// The interface index each TAP had when the switch opened it: a TAP
+    /// deleted and made again has a new index, and the switch's socket on
+    /// the old one must be replaced.
+    opened: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+impl SwitchGlue {
+    fn ifindex(name: &str) -> sluice_agent::Result<Option<u32>> {
+        Ok(sluice_sriov::netlink::link::Links::open()?.find(name)?.map(|l| l.ifindex))
+    }
+
+    fn opened(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.opened.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The switch holds `tap` open on its current interface.
+    fn current(&self, tap: &str) -> sluice_agent::Result<bool> {
+        let now = Self::ifindex(tap)?;
+        Ok(now.is_some()
+            && self.opened().get(tap).copied() == now
+            && self.switch.port(tap).is_some_and(|(_, closed)| !closed))
+    }
+}
+
+fn glue_err(e: impl std::fmt::Display) -> sluice_agent::Error {
+    sluice_agent::Error::Store(format!("the switch refused: {e}"))
+}
+
+impl SwitchPorts for SwitchGlue {
+    fn attach(&self, port: &SwitchPort) -> sluice_agent::Result<()> {
+        self.taps.attach(port)?;
+        let vlan = VlanConfig { vlan: port.vlan, trunks: None, native: None };
+        let current = self.current(&port.tap)?;
+        match self.switch.port(&port.tap) {
+            Some((cfg, _)) if current && cfg.vlan_config() == vlan => Ok(()),
+            Some(_) if current => self.switch.set_vlan(&port.tap, vlan).map_err(glue_err),
+            other => {
+                if other.is_some() {
+                    self.switch.remove_port(&port.tap).map_err(glue_err)?;
+                }
+                let index = Self::ifindex(&port.tap)?;
+                let cfg = PortConfig {
+                    name: port.tap.clone(),
+                    kind: PortType::Afpacket,
+                    bridge: None,
+                    number: None,
+                    queues: None,
+                    vlan: port.vlan,
+                    trunks: None,
+                    native: None,
+                };
+                self.switch.add_port(cfg).map_err(glue_err)?;
+                if let Some(i) = index {
+                    self.opened().insert(port.tap.clone(), i);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn detach(&self, port_id: &str) -> sluice_agent::Result<()> {
+        // By name, not by record: a TAP already gone has no attachment
+        // left, but the switch may still hold its port.
+        let tap = sluice_agent::xml::tap_name(port_id);
+        if self.switch.port(&tap).is_some() {
+            self.switch.remove_port(&tap).map_err(glue_err)?;
+        }
+        self.opened().remove(&tap);
+        self.taps.detach(port_id)
+    }
+
+    fn attached(&self, port_id: &str) -> sluice_agent::Result<Option<SwitchPort>> {
+        match self.taps.attached(port_id)? {
+            Some(p) if self.current(&p.tap)? => Ok(Some(p)),
+            _ => Ok(None),
+        }
+    }
+
+    fn ports(&self) -> sluice_agent::Result<Vec<String>> {
+        self.taps.ports()
+    }
+}
+
+/// The datapath's counters on the agent's `/metrics`.
+#[derive(Debug)]
+struct SwitchMetrics(Arc<Switch>);
+
+impl MetricsSource for SwitchMetrics {
+    fn write_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let show = self.0.show();
+        let _ = writeln!(out, "# HELP sluice_dp_port_packets_total Packets a switch port received (rx) or sent (tx).");
+        let _ = writeln!(out, "# TYPE sluice_dp_port_packets_total counter");
+        for p in show.bridges.values().flatten() {
+            let _ = writeln!(out, "sluice_dp_port_packets_total{{port=\"{}\",dir=\"rx\"}} {}", p.name, p.rx_packets);
+            let _ = writeln!(out, "sluice_dp_port_packets_total{{port=\"{}\",dir=\"tx\"}} {}", p.name, p.tx_packets);
+        }
+        let _ = writeln!(out, "# HELP sluice_dp_port_drops_total Packets a switch port dropped, by reason.");
+        let _ = writeln!(out, "# TYPE sluice_dp_port_drops_total counter");
+        for p in show.bridges.values().flatten() {
+            for (reason, n) in &p.drops {
+                let _ = writeln!(out, "sluice_dp_port_drops_total{{port=\"{}\",reason=\"{reason}\"}} {n}", p.name);
+            }
+        }
+        let _ = writeln!(out, "# HELP sluice_dp_thread_packets_total Packets a datapath thread processed, by how.");
+        let _ = writeln!(out, "# TYPE sluice_dp_thread_packets_total counter");
+        for t in &show.threads {
+            for (how, n) in [("emc_hit", t.emc_hits), ("megaflow_hit", t.megaflow_hits), ("upcall", t.upcalls)] {
+                let _ = writeln!(out, "sluice_dp_thread_packets_total{{thread=\"{}\",path=\"{how}\"}} {n}", t.thread);
+            }
+        }
+        let _ = writeln!(out, "# HELP sluice_dp_thread_drops_total Packets the pipeline dropped, by reason.");
+        let _ = writeln!(out, "# TYPE sluice_dp_thread_drops_total counter");
+        for t in &show.threads {
+            for (reason, n) in &t.drops {
+                let _ =
+                    writeln!(out, "sluice_dp_thread_drops_total{{thread=\"{}\",reason=\"{reason}\"}} {n}", t.thread);
+            }
+        }
+        let _ = writeln!(out, "# HELP sluice_dp_megaflows Megaflows a datapath thread holds.");
+        let _ = writeln!(out, "# TYPE sluice_dp_megaflows gauge");
+        for t in &show.threads {
+            let _ = writeln!(out, "sluice_dp_megaflows{{thread=\"{}\"}} {}", t.thread, t.megaflows);
+        }
+    }
 }

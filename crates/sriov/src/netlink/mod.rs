@@ -1,6 +1,7 @@
 //! Netlink: the synchronous socket wrapper, the attribute walker, and the
-//! two protocol modules ([`rt`] for rtnetlink VF settings, [`devlink`] for
-//! the devlink generic-netlink family).
+//! protocol modules ([`rt`] for rtnetlink VF settings, [`link`] for the
+//! macvtap/TAP netdevs the agent puts on VFs and in front of VMs,
+//! [`devlink`] for the devlink generic-netlink family).
 //!
 //! Messages are built with `netlink-packet-route` / `netlink-packet-core`
 //! types. Replies are read whole (the buffer is sized from a
@@ -13,6 +14,7 @@
 //! in `testdata/` were captured in the QEMU lab).
 
 pub mod devlink;
+pub mod link;
 pub mod rt;
 pub mod walk;
 
