@@ -6,17 +6,7 @@ use sluice_datapath::{DropReason, FaultConfig, FaultInjector, PacketBatch, Port}
 use sluice_io::MemPort;
 use sluice_packet::BufferPool;
 
-/// xorshift64*: deterministic input without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
+use sluice_testbed::rng::XorShift as Rng;
 
 #[test]
 fn a_million_random_frames_are_delivered_or_counted() {
@@ -41,9 +31,9 @@ fn a_million_random_frames_are_delivered_or_counted() {
     while offered < FRAMES {
         while !batch.is_full() && offered < FRAMES {
             // Lengths 0..1920: runts, normal frames, oversize for MTU 1500.
-            let len = (rng.next() % 1920) as usize;
+            let len = (rng.next_u64() % 1920) as usize;
             for chunk in bytes[..len].chunks_mut(8) {
-                let r = rng.next().to_ne_bytes();
+                let r = rng.next_u64().to_ne_bytes();
                 chunk.copy_from_slice(&r[..chunk.len()]);
             }
             let mut buf = pool.get().expect("the pool holds enough for two batches");
@@ -53,7 +43,7 @@ fn a_million_random_frames_are_delivered_or_counted() {
         }
         let _ = a.tx_batch(0, &mut pool, &mut batch);
         // Receive only sometimes, so the ring also fills up.
-        if !rng.next().is_multiple_of(4) {
+        if !rng.next_u64().is_multiple_of(4) {
             delivered += b.rx_batch(0, &mut pool, &mut out).unwrap() as u64;
             out.recycle(&mut pool);
         }

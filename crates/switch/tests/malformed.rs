@@ -11,19 +11,7 @@ use sluice_datapath::{Datapath, DatapathConfig, PacketBatch, PipelineDrop, Port}
 use sluice_io::MemPort;
 use sluice_packet::{BufferPool, PacketBuf};
 
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use sluice_testbed::rng::XorShift as Rng;
 
 /// A valid Eth/(802.1Q)/IPv4/UDP frame from one of two stations on port 1
 /// to a station behind port 2 (never learned: the sink does not talk) or
@@ -49,7 +37,7 @@ fn frame(r: &mut Rng, out: &mut Vec<u8>) {
         0..=2 => {
             out.clear();
             let n = r.below(1600) as usize;
-            out.extend((0..n).map(|_| r.next() as u8));
+            out.extend((0..n).map(|_| r.next_u64() as u8));
         }
         // Runts and cut headers.
         3 => {
@@ -63,7 +51,7 @@ fn frame(r: &mut Rng, out: &mut Vec<u8>) {
             valid(r, out);
             for _ in 0..1 + r.below(4) {
                 let i = r.below(out.len() as u64) as usize;
-                out[i] = r.next() as u8;
+                out[i] = r.next_u64() as u8;
             }
         }
         // Valid.

@@ -18,5 +18,6 @@
 
 pub mod lab;
 mod netns;
+pub mod rng;
 
 pub use netns::{CommandError, Netns, unique_suffix};

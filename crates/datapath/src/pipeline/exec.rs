@@ -60,29 +60,16 @@ fn wr16(b: &mut [u8], at: usize, v: u16) -> Option<()> {
     Some(())
 }
 
-/// Updates the 16-bit checksum at `at` for a change from `old` to `new`.
-fn fix16(b: &mut [u8], at: usize, old: u16, new: u16, zero_means_none: bool) -> Option<()> {
+/// Rewrites the checksum at `at` with `update` (an RFC 1624 update for the
+/// changed field). `zero_means_none`: a UDP-over-IPv4 checksum of 0 means
+/// "none" and stays 0, and a computed 0 is sent as 0xffff.
+fn fix(b: &mut [u8], at: usize, zero_means_none: bool, update: impl FnOnce(u16) -> u16) -> Option<()> {
     let c = rd16(b, at)?;
     if zero_means_none && c == 0 {
         return Some(());
     }
-    let mut n = update_u16(c, old, new);
-    if zero_means_none && n == 0 {
-        n = 0xffff;
-    }
-    wr16(b, at, n)
-}
-
-fn fix32(b: &mut [u8], at: usize, old: u32, new: u32, zero_means_none: bool) -> Option<()> {
-    let c = rd16(b, at)?;
-    if zero_means_none && c == 0 {
-        return Some(());
-    }
-    let mut n = update_u32(c, old, new);
-    if zero_means_none && n == 0 {
-        n = 0xffff;
-    }
-    wr16(b, at, n)
+    let n = update(c);
+    wr16(b, at, if zero_means_none && n == 0 { 0xffff } else { n })
 }
 
 fn is_vlan_tpid(t: u16) -> bool {
@@ -118,11 +105,11 @@ fn set_ipv4(b: &mut [u8], lay: &Layout, dst: bool, addr: std::net::Ipv4Addr) -> 
     let old = u32::from_be_bytes([field[0], field[1], field[2], field[3]]);
     let new = u32::from(addr);
     field.copy_from_slice(&new.to_be_bytes());
-    fix32(b, lay.l3_at + 10, old, new, false)?;
+    fix(b, lay.l3_at + 10, false, |c| update_u32(c, old, new))?;
     if let Some((c, z)) = lay.l4_csum_at()
         && lay.protocol != IpProtocol::Icmpv6
     {
-        fix32(b, c, old, new, z)?;
+        fix(b, c, z, |c| update_u32(c, old, new))?;
     }
     Some(())
 }
@@ -152,7 +139,7 @@ fn set_port(b: &mut [u8], lay: &Layout, dst: bool, port: u16) -> Option<()> {
     let old = rd16(b, at)?;
     wr16(b, at, port)?;
     let (c, z) = lay.l4_csum_at()?;
-    fix16(b, c, old, port, z && lay.l3 == L3::Ipv4)
+    fix(b, c, z && lay.l3 == L3::Ipv4, |c| update_u16(c, old, port))
 }
 
 /// Decrements the TTL; `Err(())` when it ran out.
@@ -167,7 +154,7 @@ fn dec_ttl(b: &mut [u8], lay: &Layout) -> Option<Result<(), ()>> {
             }
             let new = old - 0x100;
             wr16(b, at, new)?;
-            fix16(b, lay.l3_at + 10, old, new, false)?;
+            fix(b, lay.l3_at + 10, false, |c| update_u16(c, old, new))?;
             Some(Ok(()))
         }
         L3::Ipv6 => {

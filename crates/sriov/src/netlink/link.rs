@@ -6,9 +6,7 @@
 //! Requests are built with `netlink-packet-route`; dump replies are walked
 //! with [`super::walk`] (total: never panics on any bytes).
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoMacVtap, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage, MacVtapMode,
@@ -79,15 +77,7 @@ impl Links {
     }
 
     fn serialize(&mut self, msg: RouteNetlinkMessage, flags: u16) -> (Vec<u8>, u32) {
-        let seq = self.sock.next_seq();
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = seq;
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        nl.finalize();
-        let mut buf = vec![0u8; nl.buffer_len()];
-        nl.serialize(&mut buf);
-        (buf, seq)
+        super::rt::route_request(&mut self.sock, msg, flags)
     }
 
     fn ack(&mut self, msg: RouteNetlinkMessage, flags: u16, op: &str) -> Result<()> {

@@ -132,6 +132,20 @@ pub(crate) fn vf_attrs(vf: u32, s: &VfSettings) -> Vec<(Field, VfInfo)> {
     v
 }
 
+/// An rtnetlink request with the socket's next sequence number, ready to
+/// send: the bytes and the sequence number to match replies against.
+pub(crate) fn route_request(sock: &mut NlSocket, msg: RouteNetlinkMessage, flags: u16) -> (Vec<u8>, u32) {
+    let seq = sock.next_seq();
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = seq;
+    let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+    nl.finalize();
+    let mut buf = vec![0u8; nl.buffer_len()];
+    nl.serialize(&mut buf);
+    (buf, seq)
+}
+
 /// rtnetlink access to PFs.
 pub struct Rt {
     sock: NlSocket,
@@ -144,15 +158,7 @@ impl Rt {
     }
 
     fn serialize(&mut self, msg: RouteNetlinkMessage, flags: u16) -> (Vec<u8>, u32) {
-        let seq = self.sock.next_seq();
-        let mut header = NetlinkHeader::default();
-        header.flags = flags;
-        header.sequence_number = seq;
-        let mut nl = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        nl.finalize();
-        let mut buf = vec![0u8; nl.buffer_len()];
-        nl.serialize(&mut buf);
-        (buf, seq)
+        route_request(&mut self.sock, msg, flags)
     }
 
     /// Raw `RTM_GETLINK` reply for `ifname` with VF info, and without VF
