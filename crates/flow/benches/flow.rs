@@ -1,5 +1,5 @@
 //! Criterion benchmarks for `sluice-flow` (figures in BENCHMARKS.md):
-//! key extraction + EMC hit; megaflow lookup at 1/10/50 subtables;
+//! key extraction + EMC hit (one packet, and batches of 32); megaflow lookup at 1/10/50 subtables;
 //! classifier insert/delete rate; extract+EMC+megaflow throughput at 1 vs
 //! 1M flows for each EMC insertion policy (ours vs OVS's 1-in-100); and,
 //! printed, memory per megaflow at 1M flows from a counting allocator.
@@ -150,12 +150,36 @@ fn extract_and_emc(c: &mut Crit) {
     let key = key_of(7);
     let id = cache.megaflows.install(&key, &five_tuple(), Actions::output(2), 0).unwrap();
     cache.lookup(&key);
+    g.bench_function("emc_hit_only", |b| {
+        b.iter(|| {
+            let got = cache.lookup(black_box(&key));
+            debug_assert_eq!(got, Some(id));
+            black_box(got)
+        })
+    });
     g.bench_function("key_plus_emc_hit", |b| {
         b.iter(|| {
             k.extract_into(black_box(&f), &meta, &mut h);
             let got = cache.lookup(&k);
             debug_assert_eq!(got, Some(id));
             black_box(got)
+        })
+    });
+    // As a datapath thread does it: 32 frames extracted into reused slots,
+    // then one batched lookup. Throughput is per packet.
+    let frames = vec![f; 32];
+    let mut keys = vec![FlowKey::ZERO; 32];
+    let mut slots = vec![Headers::EMPTY; 32];
+    let mut out = [None; 32];
+    g.throughput(Throughput::Elements(32));
+    g.bench_function("key_plus_emc_hit_batch32", |b| {
+        b.iter(|| {
+            for ((k, h), f) in keys.iter_mut().zip(&mut slots).zip(black_box(&frames)) {
+                k.extract_into(f, &meta, h);
+            }
+            cache.lookup_batch(&keys, &mut out);
+            debug_assert!(out.iter().all(|o| *o == Some(id)));
+            black_box(&out);
         })
     });
     g.finish();

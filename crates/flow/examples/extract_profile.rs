@@ -1,6 +1,8 @@
 //! A fixed loop of key extraction + EMC hit, for instruction-level
 //! profiling (`valgrind --tool=callgrind`), where the shared box's noise
-//! does not reach.
+//! does not reach: 1M packets, one at a time (`FlowCache::lookup`), or with
+//! the argument `batch` in batches of 32 (`FlowCache::lookup_batch`), as a
+//! datapath thread does.
 
 use std::hint::black_box;
 
@@ -8,6 +10,7 @@ use sluice_flow::{Actions, Field, FlowCache, FlowKey, InsertPolicy, Mask, Metada
 use sluice_packet::Headers;
 
 fn main() {
+    let batch = std::env::args().nth(1).as_deref() == Some("batch");
     let mut f = [0u8; 64];
     f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -21,11 +24,25 @@ fn main() {
     let mask = Mask::of(&[Field::InPort, Field::EthType, Field::Ipv4Src, Field::TpSrc]);
     cache.megaflows.install(&key, &mask, Actions::output(2), 0).ok();
     cache.lookup(&key);
-    let mut k = FlowKey::ZERO;
     let mut hits = 0u32;
-    for _ in 0..1_000_000 {
-        k.extract_into(black_box(&f), &meta, &mut h);
-        hits += u32::from(cache.lookup(&k).is_some());
+    if batch {
+        let frames = [f; 32];
+        let mut keys = [FlowKey::ZERO; 32];
+        let mut slots = [Headers::EMPTY; 32];
+        let mut out = [None; 32];
+        for _ in 0..1_000_000 / 32 {
+            for ((k, h), f) in keys.iter_mut().zip(&mut slots).zip(black_box(&frames)) {
+                k.extract_into(f, &meta, h);
+            }
+            cache.lookup_batch(&keys, &mut out);
+            hits += out.iter().filter(|o| o.is_some()).count() as u32;
+        }
+    } else {
+        let mut k = FlowKey::ZERO;
+        for _ in 0..1_000_000 {
+            k.extract_into(black_box(&f), &meta, &mut h);
+            hits += u32::from(cache.lookup(&k).is_some());
+        }
     }
     println!("hits {hits}");
 }

@@ -22,8 +22,9 @@ impl FlowCache {
     }
 
     /// The megaflow for `key`: EMC first, then the megaflow cache (offering
-    /// a hit there to the EMC). `None` means an upcall.
-    #[inline]
+    /// a hit there to the EMC). `None` means an upcall. The EMC hit path
+    /// is inlined into the caller; the megaflow path is not.
+    #[inline(always)]
     pub fn lookup(&mut self, key: &FlowKey) -> Option<FlowId> {
         let h = key.hash();
         if let Some(id) = self.emc.lookup(key, h)
@@ -31,39 +32,43 @@ impl FlowCache {
         {
             return Some(id);
         }
+        self.lookup_megaflow(key, h)
+    }
+
+    /// The EMC missed: the megaflow cache, then the offer. Out of line so
+    /// that the hit path above stays small enough to inline.
+    #[inline(never)]
+    fn lookup_megaflow(&mut self, key: &FlowKey, h: u64) -> Option<FlowId> {
         let id = self.megaflows.lookup(key)?;
         self.emc.offer(key, h, id);
         Some(id)
     }
 
     /// [`lookup`](Self::lookup) for a batch of at most [`BATCH`] keys: EMC
-    /// for all, then one staged megaflow lookup for the misses.
+    /// for all, then one staged megaflow lookup for the misses (in place:
+    /// the missed keys are named by a bit mask, not copied).
     pub fn lookup_batch(&mut self, keys: &[FlowKey], out: &mut [Option<FlowId>]) {
         let n = keys.len().min(out.len()).min(BATCH);
         let mut hashes = [0u64; BATCH];
-        let mut miss_keys = [FlowKey::ZERO; BATCH];
-        let mut miss_at = [0u8; BATCH];
-        let mut misses = 0;
         for i in 0..n {
             hashes[i] = keys[i].hash();
         }
+        let mut misses = 0u64;
         for i in 0..n {
             out[i] = self.emc.lookup(&keys[i], hashes[i]).filter(|&id| self.megaflows.contains(id));
             if out[i].is_none() {
-                miss_keys[misses] = keys[i];
-                miss_at[misses] = i as u8;
-                misses += 1;
+                misses |= 1 << i;
             }
         }
         if misses == 0 {
             return;
         }
-        let mut found = [None; BATCH];
-        self.megaflows.lookup_batch(&miss_keys[..misses], &mut found[..misses]);
-        for j in 0..misses {
-            let i = usize::from(miss_at[j]);
-            out[i] = found[j];
-            if let Some(id) = found[j] {
+        self.megaflows.lookup_pending(keys, misses, out);
+        let mut m = misses;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize % BATCH;
+            m &= m - 1;
+            if let Some(id) = out[i] {
                 self.emc.offer(&keys[i], hashes[i], id);
             }
         }

@@ -117,9 +117,12 @@ pub enum ClassifierError {
 struct Subtable {
     mask: Mask,
     /// Indices of the words the mask touches.
-    words: Box<[u8]>,
-    /// The mask's non-zero words, compact.
-    mw: Box<[u64]>,
+    words: [u8; KEY_WORDS],
+    /// The mask's non-zero words, compact (`mw[j]` masks word `words[j]`;
+    /// zero from `n` on).
+    mw: [u64; KEY_WORDS],
+    /// How many words the mask touches.
+    n: usize,
     /// Masked-key hash -> rule slots, best first.
     buckets: HashedMap<Vec<u32>>,
     /// Priority -> number of rules, for the maximum after deletes.
@@ -132,8 +135,9 @@ impl Clone for Subtable {
     fn clone(&self) -> Self {
         Subtable {
             mask: self.mask,
-            words: self.words.clone(),
-            mw: self.mw.clone(),
+            words: self.words,
+            mw: self.mw,
+            n: self.n,
             buckets: self.buckets.clone(),
             prios: self.prios.clone(),
             max_priority: self.max_priority,
@@ -144,12 +148,21 @@ impl Clone for Subtable {
 
 impl Subtable {
     fn new(mask: Mask) -> Subtable {
-        let words: Vec<u8> = (0..KEY_WORDS).filter(|&i| mask.words()[i] != 0).map(|i| i as u8).collect();
-        let mw: Vec<u64> = words.iter().map(|&i| mask.words()[usize::from(i)]).collect();
+        let mut words = [0u8; KEY_WORDS];
+        let mut mw = [0u64; KEY_WORDS];
+        let mut n = 0;
+        for (i, &w) in mask.words().iter().enumerate() {
+            if w != 0 {
+                words[n] = i as u8;
+                mw[n] = w;
+                n += 1;
+            }
+        }
         Subtable {
             mask,
-            words: words.into_boxed_slice(),
-            mw: mw.into_boxed_slice(),
+            words,
+            mw,
+            n,
             buckets: HashedMap::default(),
             prios: BTreeMap::new(),
             max_priority: 0,
@@ -159,7 +172,7 @@ impl Subtable {
 
     #[inline(always)]
     fn hash(&self, key: &FlowKey) -> u64 {
-        hash_gather(key.words(), &self.words, &self.mw)
+        hash_gather(key.words(), &self.words, &self.mw, self.n)
     }
 }
 

@@ -21,8 +21,11 @@
 //! in **milliseconds** of any monotonic clock the caller chooses) or take
 //! locks, and nothing on a lookup path allocates. Executing actions on
 //! packets belongs to `sluice-datapath`; deciding them (the slow path) too.
+//!
+//! It has no `unsafe` but one software-prefetch call in `prefetch`, which
+//! says why.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod actions;
 pub mod cache;
@@ -31,6 +34,8 @@ pub mod emc;
 mod hash;
 pub mod key;
 pub mod megaflow;
+#[allow(unsafe_code)]
+mod prefetch;
 
 pub use actions::{Action, ActionError, Actions, ActionsBuilder, TunnelKind, TunnelSpec, TunnelTemplate};
 pub use cache::FlowCache;

@@ -16,20 +16,28 @@
 //!   tag, arena position) with linear probing;
 //! - per-entry actions and stats live in a slab indexed by [`FlowId`].
 //!
-//! [`MegaflowCache::lookup_batch`] looks up to [`BATCH`] keys in stages (all
-//! hashes, then all index cells, then all arena compares) so that the
-//! cache misses of different packets overlap.
+//! [`MegaflowCache::lookup_batch`] looks up to [`BATCH`] keys per subtable
+//! in stages (all hashes, then all probes) so that the work of different
+//! packets overlaps; in a subtable too big for the caches it runs them as a
+//! software pipeline with prefetches (index cell, then arena entry, then
+//! stats slot of packets a few places behind), so that the DRAM misses of
+//! a batch are in flight together rather than one after the other.
 
 use std::collections::HashMap;
 
 use crate::actions::Actions;
 use crate::hash::{hash_compact, hash_gather};
 use crate::key::{FlowKey, KEY_WORDS, Mask, Match};
+use crate::prefetch;
 
 /// The most keys [`MegaflowCache::lookup_batch`] takes at once (a datapath batch).
 pub const BATCH: usize = 32;
 /// The most subtables (distinct masks) one cache holds.
 pub const MAX_SUBTABLES: usize = 1024;
+/// Index cells from which [`MegaflowCache::lookup_batch`] prefetches a
+/// subtable's memory (1 MiB of cells: beyond the L2 cache of the machines
+/// we measure on, with the arena several times that).
+const PREFETCH_MIN_CELLS: usize = 1 << 17;
 /// The default flow limit (OVS's configured `flow-limit`).
 pub const DEFAULT_FLOW_LIMIT: usize = 200_000;
 
@@ -43,6 +51,10 @@ pub struct FlowId {
 }
 
 impl FlowId {
+    /// An id no entry ever has (generations start at 1): fills empty
+    /// exact-match cache ways.
+    pub(crate) const DANGLING: FlowId = FlowId { idx: u32::MAX, generation: 0 };
+
     #[inline(always)]
     fn pack(self) -> u64 {
         (u64::from(self.generation) << 32) | u64::from(self.idx)
@@ -122,6 +134,9 @@ impl core::fmt::Display for Megaflow<'_> {
     }
 }
 
+/// `repr(C)`: `used` is the last field, so that prefetching the slot's
+/// first field and `used` brings in both lines a 48-byte slot may span.
+#[repr(C)]
 struct Slot {
     generation: u32,
     /// Subtable index; `u16::MAX` when the slot is free.
@@ -177,7 +192,7 @@ impl Subtable {
 
     #[inline(always)]
     fn hash(&self, key: &FlowKey) -> u32 {
-        hash_gather(key.words(), &self.words[..self.n], &self.mw[..self.n]) as u32
+        hash_gather(key.words(), &self.words, &self.mw, self.n) as u32
     }
 
     #[inline(always)]
@@ -186,8 +201,9 @@ impl Subtable {
         let at = pos * self.stride();
         let Some(e) = self.arena.get(at..at + self.n) else { return false };
         let mut diff = 0;
-        for j in 0..e.len().min(self.n) {
-            diff |= e[j] ^ (k[usize::from(self.words[j])] & self.mw[j]);
+        for ((e, &i), m) in e.iter().zip(&self.words).zip(&self.mw) {
+            // `i` comes from our mask (always < KEY_WORDS): cannot panic.
+            diff |= e ^ (k[usize::from(i)] & m);
         }
         diff == 0
     }
@@ -218,6 +234,64 @@ impl Subtable {
     fn find(&self, key: &FlowKey) -> Option<FlowId> {
         let h = self.hash(key);
         self.probe_from(key, h, self.table[h as usize & (self.table.len() - 1)])
+    }
+
+    /// The pending keys of a batch in a subtable too big for the caches,
+    /// as a software pipeline: key `t` is hashed (and its index cell
+    /// prefetched) while key `t - D` has its cell read (and its arena
+    /// entry prefetched) and key `t - 2D` is compared (and on a hit its
+    /// stats slot prefetched), so that about `2D` DRAM misses are in
+    /// flight at any time. Returns the keys still pending.
+    fn lookup_deep(&mut self, keys: &[FlowKey], mut pending: u64, out: &mut [Option<FlowId>], slots: &[Slot]) -> u64 {
+        const D: usize = 6;
+        let cap = self.table.len() - 1;
+        let mut list = [0u8; BATCH];
+        let mut hashes = [0u32; BATCH];
+        let mut m = 0;
+        let mut p = pending;
+        while p != 0 {
+            list[m % BATCH] = (p.trailing_zeros() as usize % BATCH) as u8;
+            m += 1;
+            p &= p - 1;
+        }
+        for t in 0..m + 2 * D {
+            if t < m {
+                let i = usize::from(list[t % BATCH]) % BATCH;
+                let h = self.hash(&keys[i]);
+                hashes[i] = h;
+                prefetch::read(&self.table[h as usize & cap]);
+            }
+            if t >= D && t - D < m {
+                let i = usize::from(list[(t - D) % BATCH]) % BATCH;
+                let h = hashes[i];
+                let c = self.table[h as usize & cap];
+                if c != 0 && (c >> 32) as u32 == h {
+                    // The entry's first and last word (its id): it may span two lines.
+                    let at = cell_pos(c) * self.stride();
+                    if let Some(e) = self.arena.get(at) {
+                        prefetch::read(e);
+                    }
+                    if let Some(e) = self.arena.get(at + self.n) {
+                        prefetch::read(e);
+                    }
+                }
+            }
+            if t >= 2 * D {
+                let i = usize::from(list[(t - 2 * D) % BATCH]) % BATCH;
+                let h = hashes[i];
+                if let Some(id) = self.probe_from(&keys[i], h, self.table[h as usize & cap]) {
+                    out[i] = Some(id);
+                    pending &= !(1 << i);
+                    self.hits += 1;
+                    if let Some(s) = slots.get(id.idx as usize) {
+                        // A 48-byte slot may span two lines; the stats are at its end.
+                        prefetch::read(s);
+                        prefetch::read(&s.used);
+                    }
+                }
+            }
+        }
+        pending
     }
 
     fn insert(&mut self, key: &FlowKey, id: FlowId) -> u32 {
@@ -453,33 +527,49 @@ impl MegaflowCache {
     /// in stages so that the memory accesses of different keys overlap.
     pub fn lookup_batch(&mut self, keys: &[FlowKey], out: &mut [Option<FlowId>]) {
         let n = keys.len().min(out.len()).min(BATCH);
-        let mut pending: u64 = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
         out[..n].fill(None);
+        self.lookup_pending(keys, (1u64 << n) - 1, out);
+    }
+
+    /// [`lookup_batch`](Self::lookup_batch) of the keys whose bit is set in
+    /// `pending` (bits below `keys.len().min(out.len()).min(BATCH)`), writing
+    /// only their `out` slots, and only on a hit.
+    ///
+    /// Per subtable: in a small one (in cache), all hashes and then all
+    /// probes; in a big one, a prefetching software pipeline
+    /// (`Subtable::lookup_deep`) so that at a million entries the DRAM
+    /// misses of the batch are in flight together instead of one after
+    /// the other, down to the entry's stats slot (which the caller's
+    /// [`account`](Self::account) or [`actions`](Self::actions) reads next).
+    pub(crate) fn lookup_pending(&mut self, keys: &[FlowKey], pending: u64, out: &mut [Option<FlowId>]) {
+        let n = keys.len().min(out.len()).min(BATCH);
+        let mut pending = pending & ((1u64 << n) - 1);
         let mut hashes = [0u32; BATCH];
-        let mut cells = [0u64; BATCH];
+        let slots = &self.slots;
         for &si in &self.order {
             if pending == 0 {
                 break;
             }
             let st = &mut self.subtables[usize::from(si)];
+            if st.table.len() >= PREFETCH_MIN_CELLS {
+                pending = st.lookup_deep(keys, pending, out, slots);
+                continue;
+            }
+            // A small subtable is in cache: all hashes, then all probes
+            // (independent, so that the CPU overlaps them), no prefetch.
             let cap = st.table.len() - 1;
             let mut p = pending;
             while p != 0 {
-                let i = p.trailing_zeros() as usize;
+                let i = p.trailing_zeros() as usize % BATCH;
                 p &= p - 1;
                 hashes[i] = st.hash(&keys[i]);
             }
             let mut p = pending;
             while p != 0 {
-                let i = p.trailing_zeros() as usize;
+                let i = p.trailing_zeros() as usize % BATCH;
                 p &= p - 1;
-                cells[i] = st.table[hashes[i] as usize & cap];
-            }
-            let mut p = pending;
-            while p != 0 {
-                let i = p.trailing_zeros() as usize;
-                p &= p - 1;
-                if let Some(id) = st.probe_from(&keys[i], hashes[i], cells[i]) {
+                let h = hashes[i];
+                if let Some(id) = st.probe_from(&keys[i], h, st.table[h as usize & cap]) {
                     out[i] = Some(id);
                     pending &= !(1 << i);
                     st.hits += 1;
@@ -784,6 +874,33 @@ mod tests {
         for (k, o) in keys.iter().zip(out) {
             assert_eq!(o, c.lookup(k));
         }
+    }
+
+    #[test]
+    fn batch_in_a_subtable_beyond_the_prefetch_threshold_agrees() {
+        // Enough entries for an index of at least PREFETCH_MIN_CELLS cells,
+        // so that `lookup_batch` takes the prefetching pipeline.
+        let mut c = MegaflowCache::new(1 << 20);
+        let mask = Mask::of(&[Field::InPort, Field::TpDst]);
+        let n = PREFETCH_MIN_CELLS as u32 / 2;
+        for i in 0..n {
+            c.install(&key(i, (i % 7) as u16), &mask, Actions::output(i), 0).unwrap();
+        }
+        assert!(c.subtables[0].table.len() >= PREFETCH_MIN_CELLS);
+        // Hits and misses (wrong tp_dst), in odd batch sizes.
+        let keys: Vec<FlowKey> =
+            (0..1000u32).map(|j| key(j * 61 % n, (j * 61 % n % 7) as u16 + u16::from(j % 5 == 0))).collect();
+        for len in [1, 7, 31, 32] {
+            for chunk in keys.chunks(len) {
+                let mut out = [None; BATCH];
+                c.lookup_batch(chunk, &mut out);
+                for (k, o) in chunk.iter().zip(out) {
+                    assert_eq!(o, c.lookup(k));
+                }
+            }
+        }
+        let hits = keys.iter().filter(|k| c.lookup(k).is_some()).count();
+        assert_eq!(hits, 800);
     }
 
     #[test]

@@ -272,6 +272,12 @@ pub struct EthernetRepr {
     pub ethertype: EtherType,
 }
 
+/// 0x8100 (802.1Q) or 0x88a8 (802.1ad), as [`EtherType::is_vlan`].
+#[inline(always)]
+fn is_vlan_tpid(raw: u16) -> bool {
+    raw == 0x8100 || raw == 0x88a8
+}
+
 const NO_TAG: VlanTag = VlanTag { tpid: EtherType::Vlan, pcp: 0, dei: false, vid: 0 };
 
 impl EthernetRepr {
@@ -317,26 +323,32 @@ impl EthernetRepr {
         };
         self.dst = MacAddr([h[0], h[1], h[2], h[3], h[4], h[5]]);
         self.src = MacAddr([h[6], h[7], h[8], h[9], h[10], h[11]]);
-        self.ethertype = EtherType::from(u16::from_be_bytes([h[12], h[13]]));
+        let raw = u16::from_be_bytes([h[12], h[13]]);
         self.tag_count = 0;
-        if self.ethertype.is_vlan() {
-            self.parse_tags(bytes)?;
+        // Decide on the raw value: a VLAN TPID test costs two compares
+        // here, and the enum conversion (a chain of compares) is made once.
+        if is_vlan_tpid(raw) {
+            return self.parse_tags(bytes, raw);
         }
+        self.ethertype = EtherType::from(raw);
         Ok(())
     }
 
     #[inline]
-    fn parse_tags(&mut self, bytes: &[u8]) -> Result<()> {
+    fn parse_tags(&mut self, bytes: &[u8], mut raw: u16) -> Result<()> {
         let mut at = HEADER_LEN;
-        while self.ethertype.is_vlan() && usize::from(self.tag_count) < MAX_VLAN_TAGS {
+        while is_vlan_tpid(raw) && usize::from(self.tag_count) < MAX_VLAN_TAGS {
             let Some(t) = bytes.get(at..at + VLAN_TAG_LEN) else {
+                self.ethertype = EtherType::from(raw);
                 return Err(Error::Truncated);
             };
-            self.tags[usize::from(self.tag_count)] = VlanTag::from_tci(self.ethertype, u16_at(t, 0));
+            let tpid = if raw == 0x8100 { EtherType::Vlan } else { EtherType::QinQ };
+            self.tags[usize::from(self.tag_count)] = VlanTag::from_tci(tpid, u16_at(t, 0));
             self.tag_count += 1;
-            self.ethertype = EtherType::from(u16_at(t, 2));
+            raw = u16_at(t, 2);
             at += VLAN_TAG_LEN;
         }
+        self.ethertype = EtherType::from(raw);
         Ok(())
     }
 

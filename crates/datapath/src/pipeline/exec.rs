@@ -193,6 +193,17 @@ pub(super) fn run(
     drop_counted: bool,
 ) {
     let list = actions.as_slice();
+    // The common list: one output (what NORMAL installs for a known station).
+    if let [Action::Output(p)] = list {
+        match out.push(*p, buf) {
+            Ok(()) => stats.outputs += 1,
+            Err((b, why)) => {
+                stats.count_drop(why, 1);
+                pool.put(b);
+            }
+        }
+        return;
+    }
     if actions.is_drop() {
         if !drop_counted {
             stats.count_drop(PipelineDrop::FlowDrop, 1);

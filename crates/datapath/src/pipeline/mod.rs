@@ -357,7 +357,18 @@ impl Pipeline {
         out: &mut TxQueues,
         now: u64,
     ) {
-        let n = batch.len().min(MAX_BATCH);
+        if batch.len() > MAX_BATCH {
+            // Only batches built with a larger capacity get here: the
+            // pipeline's arrays hold MAX_BATCH; do the rest afterwards.
+            let mut rest = PacketBatch::with_capacity(batch.len() - MAX_BATCH);
+            for b in batch.drain_from(MAX_BATCH) {
+                let _ = rest.push(b);
+            }
+            self.process(in_port, batch, pool, slow, out, now);
+            self.process(in_port, &mut rest, pool, slow, out, now);
+            return;
+        }
+        let n = batch.len();
         if n == 0 {
             return;
         }
@@ -411,16 +422,18 @@ impl Pipeline {
             direct[i] = Some(up.actions);
         }
 
-        // Group by flow (counting sort of packet indices), account each
-        // flow once, then run its actions on its packets in arrival order.
+        // Group by flow and account each flow once; then run each packet's
+        // actions in arrival order (so every output port sends in arrival
+        // order), with each flow's action list looked up once per batch.
         // Uncached decisions (`direct`) run on their own packet only.
         const DIRECT: u8 = u8::MAX;
         let mut group_of = [DIRECT; MAX_BATCH];
         let mut group_flow = [None::<FlowId>; MAX_BATCH];
-        let mut group_len = [0u8; MAX_BATCH];
+        let mut group_len = [0u64; MAX_BATCH];
+        let mut group_bytes = [0u64; MAX_BATCH];
         let mut ngroups = 0usize;
         let mut last = DIRECT;
-        for i in 0..n {
+        for (i, buf) in batch.as_slice()[..n].iter().enumerate() {
             if direct[i].is_some() {
                 continue;
             }
@@ -439,61 +452,40 @@ impl Pipeline {
             };
             group_of[i] = g;
             group_len[usize::from(g)] += 1;
+            group_bytes[usize::from(g)] += buf.len() as u64;
             last = g;
         }
-        let mut next = [0u8; MAX_BATCH];
-        let mut at = 0u8;
         for g in 0..ngroups {
-            next[g] = at;
-            at += group_len[g];
-        }
-        let mut order = [0u8; MAX_BATCH];
-        for i in 0..n {
-            let g = group_of[i];
-            if g != DIRECT {
-                order[usize::from(next[usize::from(g)])] = i as u8;
-                next[usize::from(g)] += 1;
+            if let Some(id) = group_flow[g] {
+                self.cache.megaflows.account(id, group_len[g], group_bytes[g], now);
             }
         }
-
-        let mut bufs: [Option<PacketBuf>; MAX_BATCH] = Default::default();
-        for (slot, buf) in bufs.iter_mut().zip(batch.drain()) {
-            *slot = Some(buf);
-        }
-        let mut pos = 0usize;
+        let megaflows = &self.cache.megaflows;
+        let mut group_actions: [Option<&Actions>; MAX_BATCH] = [None; MAX_BATCH];
         for g in 0..ngroups {
-            let members = &order[pos..pos + usize::from(group_len[g])];
-            pos += members.len();
-            let Some(id) = group_flow[g] else { continue };
-            let bytes: u64 = members.iter().map(|&i| bufs[usize::from(i)].as_ref().map_or(0, |b| b.len() as u64)).sum();
-            self.cache.megaflows.account(id, members.len() as u64, bytes, now);
-            let Some(actions) = self.cache.megaflows.actions(id) else {
-                for &i in members {
-                    if let Some(buf) = bufs[usize::from(i)].take() {
+            group_actions[g] = group_flow[g].and_then(|id| megaflows.actions(id));
+        }
+        for (i, buf) in batch.drain().enumerate() {
+            let (actions, counted) = match (&direct[i], group_of[i]) {
+                // The upcall counted its own drop reason, if any.
+                (Some(a), _) => (a, true),
+                (None, g) if g != DIRECT => match group_actions[usize::from(g)] {
+                    Some(a) => (a, false),
+                    None => {
                         self.stats.count_drop(PipelineDrop::FlowDrop, 1);
                         pool.put(buf);
+                        continue;
                     }
+                },
+                // A miss whose upcall result could not be used is always in
+                // `direct`; never leak a buffer all the same.
+                _ => {
+                    self.stats.count_drop(PipelineDrop::FlowDrop, 1);
+                    pool.put(buf);
+                    continue;
                 }
-                continue;
             };
-            for &i in members {
-                let i = usize::from(i);
-                if let Some(buf) = bufs[i].take() {
-                    exec::run(actions, buf, &self.keys[i], &self.headers[i], pool, out, &mut self.stats, false);
-                }
-            }
-        }
-        for i in 0..n {
-            if let (Some(actions), Some(buf)) = (&direct[i], bufs[i].take()) {
-                // The upcall counted its own drop reason, if any.
-                exec::run(actions, buf, &self.keys[i], &self.headers[i], pool, out, &mut self.stats, true);
-            }
-        }
-        // Nothing may be left behind (a miss whose upcall result could not
-        // be used is always in `direct`), but never leak a buffer.
-        for buf in bufs.iter_mut().filter_map(Option::take) {
-            self.stats.count_drop(PipelineDrop::FlowDrop, 1);
-            pool.put(buf);
+            exec::run(actions, buf, &self.keys[i], &self.headers[i], pool, out, &mut self.stats, counted);
         }
     }
 

@@ -254,3 +254,27 @@ proptest! {
         prop_assert_eq!(r.pool.available(), total);
     }
 }
+
+#[test]
+fn a_batch_larger_than_max_batch_is_processed_whole() {
+    let mut r = Rig::new();
+    let mut batch = PacketBatch::with_capacity(100);
+    for i in 0..70 {
+        let mut b = r.pool.get().unwrap();
+        b.fill(&udp(A, B, None, i)).unwrap();
+        batch.push(b).unwrap();
+    }
+    r.out = TxQueues::new(8);
+    let total = r.pool.available() + 70;
+    r.pipe.process(1, &mut batch, &mut r.pool, &r.slow, &mut r.out, 0);
+    assert!(batch.is_empty());
+    let s = r.pipe.stats();
+    assert_eq!(s.packets, 70);
+    assert_eq!(s.outputs + s.total_drops(), 70 * 2, "flooded to ports 2 and 4: {s:?}");
+    let queued: usize = r.out.dirty().to_vec().iter().map(|&p| r.out.batch_mut(p).unwrap().len()).sum();
+    assert_eq!(queued as u64 + s.drop_count(PipelineDrop::TxQueueFull), 140);
+    for p in r.out.dirty().to_vec() {
+        r.out.batch_mut(p).unwrap().recycle(&mut r.pool);
+    }
+    assert_eq!(r.pool.available(), total);
+}
