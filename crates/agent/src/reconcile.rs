@@ -145,6 +145,10 @@ pub struct Reconciler {
     pub stats: Stats,
     /// Wakes the background loop for an early pass.
     trigger: tokio::sync::Notify,
+    /// Ports whose bind or release asked for a pass of their own.
+    pending: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// A full pass was asked for.
+    full: std::sync::atomic::AtomicBool,
     /// One pass at a time.
     pass: std::sync::Mutex<()>,
 }
@@ -165,6 +169,8 @@ impl Reconciler {
             switch,
             stats: Stats::default(),
             trigger: tokio::sync::Notify::new(),
+            pending: std::sync::Mutex::default(),
+            full: std::sync::atomic::AtomicBool::new(false),
             pass: std::sync::Mutex::new(()),
         }
     }
@@ -182,7 +188,30 @@ impl Reconciler {
     /// Asks the background loop for a pass soon (after a bind or release).
     /// Requests coalesce: many triggers during a pass give one more pass.
     pub fn trigger(&self) {
+        self.full.store(true, Ordering::Release);
         self.trigger.notify_one();
+    }
+
+    /// Asks the background loop to reconcile port `id` soon (after its bind
+    /// or release): a pass over the ports asked for, not over every port,
+    /// so binds stay cheap however many ports the host has. Requests
+    /// coalesce; the periodic full pass still covers every port.
+    pub fn trigger_port(&self, id: &str) {
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_string());
+        self.trigger.notify_one();
+    }
+
+    /// Runs what the triggers asked for: a full pass if one was asked,
+    /// else a pass over the pending ports (blocking).
+    pub fn pass_pending(&self) -> Result<PassReport> {
+        let ids = std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if self.full.swap(false, Ordering::AcqRel) {
+            return self.pass();
+        }
+        if ids.is_empty() {
+            return Ok(PassReport::default());
+        }
+        self.counted(|| self.reconcile_ids(ids.into_iter().collect()))
     }
 
     /// Waits for a [`Reconciler::trigger`].
@@ -193,9 +222,13 @@ impl Reconciler {
     /// Runs one pass over every port (blocking). Counts the pass, and as
     /// errors the ports left in `error` and a pass that could not run.
     pub fn pass(&self) -> Result<PassReport> {
+        self.counted(|| self.pass_inner())
+    }
+
+    fn counted(&self, f: impl FnOnce() -> Result<PassReport>) -> Result<PassReport> {
         let _one = self.pass.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = Instant::now();
-        let r = self.pass_inner();
+        let r = f();
         self.stats.passes.fetch_add(1, Ordering::Relaxed);
         self.stats.last_pass_us.store(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
         match &r {
@@ -212,6 +245,10 @@ impl Reconciler {
 
     fn pass_inner(&self) -> Result<PassReport> {
         let ids: Vec<String> = self.store.list::<Port>(Kind::Port)?.into_iter().map(|p| p.spec.id).collect();
+        self.reconcile_ids(ids)
+    }
+
+    fn reconcile_ids(&self, ids: Vec<String>) -> Result<PassReport> {
         let mut rep = PassReport { ports: ids.len(), ..Default::default() };
         let mut changes = Vec::new();
         for id in ids {

@@ -142,12 +142,15 @@ pub fn open_with(cfg: &Config, extras: Extras) -> anyhow::Result<App> {
 /// trigger is followed by a short pause, so a burst of binds gets one pass.
 pub async fn reconcile_loop(rec: Arc<Reconciler>, interval: std::time::Duration) {
     loop {
-        tokio::select! {
-            () = rec.triggered() => tokio::time::sleep(TRIGGER_DEBOUNCE).await,
-            () = tokio::time::sleep(interval) => {}
-        }
+        let triggered = tokio::select! {
+            () = rec.triggered() => {
+                tokio::time::sleep(TRIGGER_DEBOUNCE).await;
+                true
+            }
+            () = tokio::time::sleep(interval) => false,
+        };
         let r = rec.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || r.pass()).await {
+        if let Err(e) = tokio::task::spawn_blocking(move || if triggered { r.pass_pending() } else { r.pass() }).await {
             tracing::error!(error = %e, "reconcile pass panicked");
         }
     }

@@ -35,7 +35,10 @@ async fn list(State(app): State<App>) -> ApiResult<Response> {
 /// the port's lock, so a release of the same id cannot interleave.
 pub fn bind(app: &App, req: &PortRequest) -> crate::error::Result<Port> {
     let r = bind_locked(app, req);
-    app.reconciler.trigger();
+    match &r {
+        Ok(p) => app.reconciler.trigger_port(&p.spec.id),
+        Err(_) => app.reconciler.trigger(),
+    }
     r
 }
 
@@ -97,7 +100,7 @@ pub fn release(app: &App, id: &str, owner: Option<&str>, generation: Option<u64>
     }
     let out = app.store.release(id, owner, generation);
     drop(guard);
-    app.reconciler.trigger();
+    app.reconciler.trigger_port(id);
     out
 }
 
