@@ -62,6 +62,7 @@ run f1 $S port create f1 --network net --owner vm-3 --vnic-type virtio-forwarder
 wait_state f1 active
 run f1json $S port show f1 --json
 run f1tap $IP -d link show tapf1
+run f1dp $S dp --socket $ST/dp.sock --json show
 run list $S port list
 run release $S port delete p1 --owner vm-1
 run ip_released $IP -d link show $LAB_PF
@@ -70,6 +71,7 @@ run release_m1 $S port delete m1
 run mvt_gone $IP link show mvtm1
 run release_f1 $S port delete f1
 run f1tap_gone $IP link show tapf1
+run f1dp_gone $S dp --socket $ST/dp.sock --json show
 kill $SERVE; wait $SERVE
 run serve_log cat /tmp/serve.log
 # net_failover: what the guest has.
@@ -209,18 +211,27 @@ fn direct_and_macvtap_ports_on_igb_vfs_through_the_real_agent() {
     let mline = vf_line(s.ok("ip_released"), mvf);
     assert!(mline.contains("link/ether 02:00:00:00:00:52") && mline.contains("vlan 100"), "{mline}");
     // virtio-forwarder: the VF stays on igbvf with the port's settings, and
-    // a switch port (a TAP, until `sluice serve` wires the datapath in)
-    // stands in front of it.
+    // the switch forwards between the VM's TAP and the VF netdev on a
+    // private bridge of their own.
     let f1 = s.json("f1json");
     assert_eq!(f1["status"]["state"], "active", "{f1}\n{}", s.out("wait_f1"));
     let tap = s.ok("f1tap");
     assert!(tap.contains("tun type tap"), "{tap}");
+    let dp = s.json("f1dp");
+    let fwd = dp["bridges"]["fwd:tapf1"].as_array().unwrap_or_else(|| panic!("no forwarder bridge: {dp}"));
+    let names: Vec<&str> = fwd.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    // The VF's netdev (renamed by the igbvf reload that gave it the port's
+    // MAC, so not necessarily the name recorded at binding) is the other.
+    assert!(names.len() == 2 && names.contains(&"tapf1"), "{names:?} {dp}");
+    assert!(fwd.iter().all(|p| p["type"] == "afpacket" && p["closed"] == false), "{dp}");
     let fline = vf_line(s.ok("ip_released"), f1["binding"]["vf"].as_u64().unwrap());
     assert!(fline.contains("link/ether 02:00:00:00:00:53") && fline.contains("vlan 100"), "{fline}");
     let list = s.ok("list");
     assert_eq!(list.lines().filter(|l| l.trim_end().ends_with("active")).count(), 3, "{list}");
     s.ok("release_f1");
     assert_ne!(s.rc.get("f1tap_gone"), Some(&0), "the TAP is deleted on release");
+    let dp = s.json("f1dp_gone");
+    assert!(dp["bridges"]["fwd:tapf1"].as_array().is_none_or(|a| a.is_empty()), "forwarder ports removed: {dp}");
 
     // Release: the VF is reset and back on igbvf.
     s.ok("release");

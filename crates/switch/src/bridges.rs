@@ -1,9 +1,12 @@
 //! Several NORMAL bridges behind one datapath: the slow path of a packet is
-//! the bridge of its input port. Bridges are fixed at start-up; ports move
-//! between them at run time through a lock-free port → bridge map.
+//! the bridge of its input port. Bridges come from the configuration and
+//! can be added at run time (a virtio-forwarder's private two-port bridge);
+//! ports move between them through a lock-free port → bridge map, and the
+//! datapath reads one shared generation counter per batch. The bridge list
+//! itself is only read on upcalls and control operations.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use sluice_datapath::bridge::BridgeConfig as DpBridgeConfig;
 use sluice_datapath::pipeline::{NormalSlowPath, PipelineDrop};
@@ -13,63 +16,88 @@ use sluice_packet::{Headers, MacAddr};
 
 use crate::config::BridgeConfig;
 
+type Bridges = Vec<(String, Arc<NormalSlowPath>)>;
+
 /// The bridges and which port is on which.
 pub struct BridgeSet {
-    bridges: Vec<(String, Arc<NormalSlowPath>)>,
+    bridges: RwLock<Bridges>,
     /// Port number → bridge index + 1 (0: on no bridge).
     port_bridge: Box<[AtomicU16]>,
-    generation: AtomicU64,
+    /// Bumped by every bridge and by every attach and detach.
+    generation: Arc<AtomicU64>,
 }
 
 impl BridgeSet {
     /// Bridges from their configs; ports numbered up to `max_ports`.
     pub fn new(configs: &[BridgeConfig], max_ports: u32) -> BridgeSet {
-        let bridges = configs
-            .iter()
-            .map(|c| {
-                let cfg = DpBridgeConfig {
-                    mac_capacity: c.mac_limit,
-                    mac_per_port: c.mac_per_port,
-                    mac_max_age_ms: c.mac_max_age_s * 1000,
-                };
-                (c.name.clone(), Arc::new(NormalSlowPath::new(cfg)))
-            })
-            .collect();
-        BridgeSet {
-            bridges,
+        let set = BridgeSet {
+            bridges: RwLock::new(Vec::new()),
             port_bridge: (0..=max_ports).map(|_| AtomicU16::new(0)).collect(),
-            generation: AtomicU64::new(0),
+            generation: Arc::new(AtomicU64::new(1)),
+        };
+        for c in configs {
+            set.add(c);
         }
+        set
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Bridges> {
+        // Bridges are only ever appended: a panic mid-push leaves a valid list.
+        self.bridges.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a bridge (no-op if one of that name exists); false when the
+    /// set is full (65535 bridges).
+    pub fn add(&self, c: &BridgeConfig) -> bool {
+        let mut b = self.bridges.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if b.iter().any(|(n, _)| *n == c.name) {
+            return true;
+        }
+        if b.len() >= usize::from(u16::MAX) - 1 {
+            return false;
+        }
+        let cfg = DpBridgeConfig {
+            mac_capacity: c.mac_limit,
+            mac_per_port: c.mac_per_port,
+            mac_max_age_ms: c.mac_max_age_s * 1000,
+        };
+        b.push((c.name.clone(), Arc::new(NormalSlowPath::with_shared_generation(cfg, self.generation.clone()))));
+        true
     }
 
     /// The bridge called `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<NormalSlowPath>> {
-        self.bridges.iter().find(|(n, _)| n == name).map(|(_, b)| b)
+    pub fn get(&self, name: &str) -> Option<Arc<NormalSlowPath>> {
+        self.read().iter().find(|(n, _)| n == name).map(|(_, b)| b.clone())
     }
 
-    /// Names of the bridges, in config order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.bridges.iter().map(|(n, _)| n.as_str())
+    /// Names of the bridges, in the order they were added.
+    pub fn names(&self) -> Vec<String> {
+        self.read().iter().map(|(n, _)| n.clone()).collect()
     }
 
     /// The bridge port `no` is on.
-    pub fn bridge_of(&self, no: u32) -> Option<(&str, &Arc<NormalSlowPath>)> {
+    pub fn bridge_of(&self, no: u32) -> Option<(String, Arc<NormalSlowPath>)> {
         let i = self.port_bridge.get(no as usize)?.load(Ordering::Acquire);
-        let (n, b) = self.bridges.get(usize::from(i).checked_sub(1)?)?;
-        Some((n.as_str(), b))
+        let b = self.read();
+        let (n, s) = b.get(usize::from(i).checked_sub(1)?)?;
+        Some((n.clone(), s.clone()))
     }
 
     /// Puts port `no` on bridge `name` with `mode` (moving it if it was on
     /// another). False when the bridge or number does not exist.
     pub fn attach(&self, no: u32, name: &str, mode: sluice_datapath::bridge::VlanMode) -> bool {
-        let Some(i) = self.bridges.iter().position(|(n, _)| n == name) else { return false };
         let Some(slot) = self.port_bridge.get(no as usize) else { return false };
+        let (i, target) = {
+            let b = self.read();
+            let Some(i) = b.iter().position(|(n, _)| n == name) else { return false };
+            (i, b[i].1.clone())
+        };
         if let Some((old, b)) = self.bridge_of(no)
             && old != name
         {
             b.remove_port(no);
         }
-        self.bridges[i].1.set_port(no, mode);
+        target.set_port(no, mode);
         slot.store(i as u16 + 1, Ordering::Release);
         self.generation.fetch_add(1, Ordering::Release);
         true
@@ -101,7 +129,7 @@ impl SlowPath for BridgeSet {
     }
 
     fn generation(&self) -> u64 {
-        self.bridges.iter().fold(self.generation.load(Ordering::Acquire), |g, (_, b)| g.wrapping_add(b.generation()))
+        self.generation.load(Ordering::Acquire)
     }
 
     fn revalidate(&self, matching: &Match, actions: &Actions, now: u64) -> Revalidation {
@@ -113,11 +141,14 @@ impl SlowPath for BridgeSet {
     }
 
     fn refresh(&self, stations: &[(u32, u32, MacAddr)], now: u64) {
-        for (_, b) in &self.bridges {
+        // A copy: `bridge_of` below takes the read lock again, and a nested
+        // read behind a waiting writer would deadlock.
+        let list = self.read().clone();
+        for (_, b) in &list {
             let mine: Vec<_> = stations
                 .iter()
                 .copied()
-                .filter(|(p, _, _)| self.bridge_of(*p).is_some_and(|(_, x)| Arc::ptr_eq(x, b)))
+                .filter(|(p, _, _)| self.bridge_of(*p).is_some_and(|(_, x)| Arc::ptr_eq(&x, b)))
                 .collect();
             if !mine.is_empty() {
                 b.refresh_stations(&mine, now);
@@ -126,7 +157,8 @@ impl SlowPath for BridgeSet {
     }
 
     fn housekeep(&self, now: u64) {
-        for (_, b) in &self.bridges {
+        let list = self.read().clone();
+        for (_, b) in &list {
             b.expire(now);
         }
     }

@@ -228,6 +228,20 @@ impl Switch {
         Ok(no)
     }
 
+    /// Adds a bridge at run time (OVS's `add-br`), with the default
+    /// learning limits. Adding an existing name is a no-op.
+    pub fn add_bridge(&self, name: &str) -> Result<(), SwitchError> {
+        if name.is_empty() || name.len() > 32 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(SwitchError::Config(ConfigError(format!(
+                "a bridge name must be 1 to 32 printable characters without spaces, got {name:?}"
+            ))));
+        }
+        if !self.bridges.add(&crate::config::BridgeConfig::named(name)) {
+            return Err(SwitchError::Config(ConfigError("the switch holds at most 65534 bridges".into())));
+        }
+        Ok(())
+    }
+
     /// Detaches and closes a port.
     pub fn remove_port(&self, name: &str) -> Result<(), SwitchError> {
         let mut ports = self.lock();
@@ -267,7 +281,7 @@ impl Switch {
         let ports = self.lock().clone();
         let infos = self.dp.ports();
         let mut bridges: BTreeMap<String, Vec<PortShow>> =
-            self.bridges.names().map(|n| (n.to_string(), Vec::new())).collect();
+            self.bridges.names().into_iter().map(|n| (n, Vec::new())).collect();
         for (name, a) in &ports {
             let Some(info) = infos.iter().find(|i| i.no == a.no) else { continue };
             let s = &info.stats;
@@ -362,10 +376,10 @@ impl Switch {
             if bridge.is_some_and(|b| b != name) {
                 continue;
             }
-            let Some(b) = self.bridges.get(name) else { continue };
+            let Some(b) = self.bridges.get(&name) else { continue };
             for (vlan, mac, port, age) in b.macs(now) {
                 out.push(MacShow {
-                    bridge: name.to_string(),
+                    bridge: name.clone(),
                     vlan,
                     mac: mac.to_string(),
                     port: names.get(&port).cloned().unwrap_or_else(|| port.to_string()),

@@ -51,6 +51,8 @@ pub struct TraceReport {
 pub struct NormalSlowPath {
     bridge: Mutex<Bridge>,
     generation: AtomicU64,
+    /// Bumped with `generation`: lets a set of bridges offer one counter.
+    shared: Option<std::sync::Arc<AtomicU64>>,
 }
 
 fn port_id(p: u32) -> Option<PortId> {
@@ -137,7 +139,14 @@ fn eth_of_key(k: &FlowKey) -> EthernetRepr {
 impl NormalSlowPath {
     /// A bridge with no ports.
     pub fn new(config: BridgeConfig) -> NormalSlowPath {
-        NormalSlowPath { bridge: Mutex::new(Bridge::new(config)), generation: AtomicU64::new(1) }
+        NormalSlowPath { bridge: Mutex::new(Bridge::new(config)), generation: AtomicU64::new(1), shared: None }
+    }
+
+    /// A bridge that also bumps `shared` whenever its own generation
+    /// changes (for several bridges behind one datapath, which then reads
+    /// one counter per batch instead of one per bridge).
+    pub fn with_shared_generation(config: BridgeConfig, shared: std::sync::Arc<AtomicU64>) -> NormalSlowPath {
+        NormalSlowPath { shared: Some(shared), ..NormalSlowPath::new(config) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Bridge> {
@@ -148,6 +157,9 @@ impl NormalSlowPath {
 
     fn bump(&self) {
         self.generation.fetch_add(1, Ordering::Release);
+        if let Some(s) = &self.shared {
+            s.fetch_add(1, Ordering::Release);
+        }
     }
 
     /// Adds port `port` with `mode`, or changes its mode. Port numbers

@@ -167,52 +167,91 @@ fn glue_err(e: impl std::fmt::Display) -> sluice_agent::Error {
     sluice_agent::Error::Store(format!("the switch refused: {e}"))
 }
 
-impl SwitchPorts for SwitchGlue {
-    fn attach(&self, port: &SwitchPort) -> sluice_agent::Result<()> {
-        self.taps.attach(port)?;
-        let vlan = VlanConfig { vlan: port.vlan, trunks: None, native: None };
-        let current = self.current(&port.tap)?;
-        match self.switch.port(&port.tap) {
-            Some((cfg, _)) if current && cfg.vlan_config() == vlan => Ok(()),
-            Some(_) if current => self.switch.set_vlan(&port.tap, vlan).map_err(glue_err),
+impl SwitchGlue {
+    /// Makes `name` an AF_PACKET port of `bridge` (None: the first bridge)
+    /// with `vlan`, opened on the interface as it is now.
+    fn ensure(&self, name: &str, bridge: Option<&str>, vlan: VlanConfig) -> sluice_agent::Result<()> {
+        let current = self.current(name)?;
+        match self.switch.port(name) {
+            Some((cfg, _)) if current && cfg.bridge.as_deref() == bridge && cfg.vlan_config() == vlan => Ok(()),
+            Some((cfg, _)) if current && cfg.bridge.as_deref() == bridge => {
+                self.switch.set_vlan(name, vlan).map_err(glue_err)
+            }
             other => {
                 if other.is_some() {
-                    self.switch.remove_port(&port.tap).map_err(glue_err)?;
+                    self.switch.remove_port(name).map_err(glue_err)?;
                 }
-                let index = Self::ifindex(&port.tap)?;
+                let index = Self::ifindex(name)?;
                 let cfg = PortConfig {
-                    name: port.tap.clone(),
+                    name: name.to_string(),
                     kind: PortType::Afpacket,
-                    bridge: None,
+                    bridge: bridge.map(str::to_string),
                     number: None,
                     queues: None,
-                    vlan: port.vlan,
-                    trunks: None,
-                    native: None,
+                    vlan: vlan.vlan,
+                    trunks: vlan.trunks,
+                    native: vlan.native,
                 };
                 self.switch.add_port(cfg).map_err(glue_err)?;
                 if let Some(i) = index {
-                    self.opened().insert(port.tap.clone(), i);
+                    self.opened().insert(name.to_string(), i);
                 }
                 Ok(())
             }
         }
     }
 
+    /// The private bridge of a virtio-forwarder port: its TAP and its VF.
+    fn forwarder_bridge(tap: &str) -> String {
+        format!("fwd:{tap}")
+    }
+}
+
+impl SwitchPorts for SwitchGlue {
+    fn attach(&self, port: &SwitchPort) -> sluice_agent::Result<()> {
+        self.taps.attach(port)?;
+        match &port.uplink {
+            None => self.ensure(&port.tap, None, VlanConfig { vlan: port.vlan, trunks: None, native: None }),
+            // virtio-forwarder: the TAP and the VF netdev alone on a bridge
+            // of their own (the VF tags in hardware: no VLAN here).
+            Some(vf) => {
+                let bridge = Self::forwarder_bridge(&port.tap);
+                self.switch.add_bridge(&bridge).map_err(glue_err)?;
+                self.ensure(&port.tap, Some(&bridge), VlanConfig::default())?;
+                self.ensure(vf, Some(&bridge), VlanConfig::default())
+            }
+        }
+    }
+
     fn detach(&self, port_id: &str) -> sluice_agent::Result<()> {
         // By name, not by record: a TAP already gone has no attachment
-        // left, but the switch may still hold its port.
+        // left, but the switch may still hold its port (and a forwarder's
+        // VF port on its private bridge).
         let tap = sluice_agent::xml::tap_name(port_id);
-        if self.switch.port(&tap).is_some() {
-            self.switch.remove_port(&tap).map_err(glue_err)?;
+        let bridge = Self::forwarder_bridge(&tap);
+        let mut names: Vec<String> = self
+            .switch
+            .show()
+            .bridges
+            .get(&bridge)
+            .map(|ps| ps.iter().map(|p| p.name.clone()).collect())
+            .unwrap_or_default();
+        names.push(tap.clone());
+        names.dedup();
+        for n in names {
+            if self.switch.port(&n).is_some() {
+                self.switch.remove_port(&n).map_err(glue_err)?;
+            }
+            self.opened().remove(&n);
         }
-        self.opened().remove(&tap);
         self.taps.detach(port_id)
     }
 
     fn attached(&self, port_id: &str) -> sluice_agent::Result<Option<SwitchPort>> {
         match self.taps.attached(port_id)? {
-            Some(p) if self.current(&p.tap)? => Ok(Some(p)),
+            Some(p) if self.current(&p.tap)? && p.uplink.as_deref().map_or(Ok(true), |u| self.current(u))? => {
+                Ok(Some(p))
+            }
             _ => Ok(None),
         }
     }
