@@ -405,6 +405,14 @@ fn run_thread(shared: Arc<Shared>, me: usize) {
     let mut last_tick = Instant::now();
     let mut last_housekeep = shared.now_ms();
     let me_shared = &shared.threads[me];
+    if cfg.pmd_max_sleep_us > 0 {
+        // Light-load naps are a few microseconds; the default 50 µs timer
+        // slack would stretch each one by up to that much and let the rx
+        // rings overflow.
+        if let Err(e) = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1000)) {
+            tracing::debug!("cannot shorten the timer slack: {e}");
+        }
+    }
 
     while !shared.stop.load(Ordering::Acquire) {
         let v = shared.version.load(Ordering::Acquire);

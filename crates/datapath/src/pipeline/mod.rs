@@ -18,10 +18,15 @@ mod normal;
 
 pub use normal::{NormalSlowPath, PortVlan, TraceReport};
 
-use sluice_flow::{Actions, FlowCache, FlowId, FlowKey, InsertPolicy, Mask, Metadata, Revalidation};
+use sluice_flow::{Action, Actions, FlowCache, FlowId, FlowKey, InsertPolicy, Mask, Metadata, Revalidation};
 use sluice_packet::{BufferPool, Headers, PacketBuf};
 
 use crate::port::{MAX_BATCH, PacketBatch};
+
+/// A byte of the frame that the key extraction's fast path reads, on the
+/// far side of the Ethernet and IPv4 headers from byte 0 (the UDP or TCP
+/// destination port): touched up front with byte 0 (see `process`).
+const PARSE_TOUCH: usize = 37;
 
 /// A slow path's decision for a packet that missed the caches.
 #[derive(Debug, Clone)]
@@ -268,6 +273,23 @@ impl TxQueues {
         self.dirty.clear();
     }
 
+    /// Moves all of `batch` to port `port`'s queue, in order, when the port
+    /// exists and all of it fits; otherwise moves nothing and says false.
+    #[inline]
+    fn push_batch(&mut self, port: u32, batch: &mut PacketBatch) -> bool {
+        let Some(b) = self.batches.get_mut(port as usize) else {
+            return false;
+        };
+        let was_empty = b.is_empty();
+        if !b.append_all(batch) {
+            return false;
+        }
+        if was_empty && !b.is_empty() {
+            self.dirty.push(port);
+        }
+        true
+    }
+
     #[inline]
     fn push(&mut self, port: u32, buf: PacketBuf) -> Result<(), (PacketBuf, PipelineDrop)> {
         let Some(b) = self.batches.get_mut(port as usize) else {
@@ -316,6 +338,9 @@ pub struct Pipeline {
     keys: Box<[FlowKey; MAX_BATCH]>,
     headers: Box<[Headers; MAX_BATCH]>,
     flows: [Option<FlowId>; MAX_BATCH],
+    /// Uncached upcall decisions of the batch in flight, by packet; empty
+    /// between calls (only misses touch it).
+    direct: [Option<Actions>; MAX_BATCH],
     stats: PipelineStats,
     generation: u64,
     emc_hits_seen: u64,
@@ -329,6 +354,7 @@ impl Pipeline {
             keys: Box::new([FlowKey::ZERO; MAX_BATCH]),
             headers: Box::new([Headers::EMPTY; MAX_BATCH]),
             flows: [None; MAX_BATCH],
+            direct: [const { None }; MAX_BATCH],
             stats: PipelineStats::default(),
             generation: 0,
             emc_hits_seen: 0,
@@ -347,7 +373,6 @@ impl Pipeline {
 
     /// Processes `batch`, received on port `in_port`: every packet ends in
     /// `out` or back in `pool`. `batch` is empty afterwards.
-    #[expect(clippy::needless_range_loop, reason = "packet i's key, headers, flow and decision are parallel arrays")]
     pub fn process(
         &mut self,
         in_port: u32,
@@ -376,26 +401,48 @@ impl Pipeline {
             self.revalidate(slow, now);
         }
         let meta = Metadata::port(in_port);
-        for (i, buf) in batch.as_slice()[..n].iter().enumerate() {
-            self.keys[i].extract_into(buf.as_slice(), &meta, &mut self.headers[i]);
-            self.stats.bytes += buf.len() as u64;
+        let bufs = &batch.as_slice()[..n];
+        // Touch every frame's header bytes first: with many frames in
+        // flight each one's first load misses cache (and the TLB), and
+        // loads this close together overlap their misses, where the
+        // extraction below (a long chain per packet) would wait for them
+        // one or two packets at a time. (A plain load: this crate has no
+        // `unsafe`, and stable Rust has no safe prefetch.)
+        let mut touch = 0u8;
+        for buf in bufs {
+            let f = buf.as_slice();
+            touch ^= f.first().copied().unwrap_or(0) ^ f.get(PARSE_TOUCH).copied().unwrap_or(0);
         }
+        std::hint::black_box(touch);
+        let mut bytes = 0u64;
+        for ((buf, key), headers) in bufs.iter().zip(self.keys.iter_mut()).zip(self.headers.iter_mut()) {
+            key.extract_into(buf.as_slice(), &meta, headers);
+            bytes += buf.len() as u64;
+        }
+        self.stats.bytes += bytes;
         self.stats.packets += n as u64;
-        self.cache.lookup_batch(&self.keys[..n], &mut self.flows[..n]);
+        let flows = &mut self.flows[..n];
+        self.cache.lookup_batch(&self.keys[..n], flows);
+        // Bit i: packet i missed both caches.
+        let mut missed = 0u32;
+        for (i, f) in flows.iter().enumerate() {
+            missed |= u32::from(f.is_none()) << i;
+        }
         let emc_hits = self.cache.emc.stats().hits;
-        let hits = self.flows[..n].iter().filter(|f| f.is_some()).count() as u64;
+        let hits = (n as u32 - missed.count_ones()) as u64;
         let emc_delta = emc_hits - self.emc_hits_seen;
         self.emc_hits_seen = emc_hits;
         self.stats.emc_hits += emc_delta;
         self.stats.megaflow_hits += hits.saturating_sub(emc_delta);
 
         // Misses: a megaflow installed for an earlier miss of this batch may
-        // already cover a later one; otherwise ask the slow path.
-        let mut direct: [Option<Actions>; MAX_BATCH] = Default::default();
-        for i in 0..n {
-            if self.flows[i].is_some() {
-                continue;
-            }
+        // already cover a later one; otherwise ask the slow path. Bit i of
+        // `direct`: packet i runs `self.direct[i]`, an uncached decision.
+        let mut direct = 0u32;
+        let mut m = missed;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize % MAX_BATCH;
+            m &= m - 1;
             if let Some(id) = self.cache.megaflows.lookup(&self.keys[i]) {
                 self.flows[i] = Some(id);
                 self.stats.megaflow_hits += 1;
@@ -414,12 +461,14 @@ impl Pipeline {
                 self.flows[i] = Some(id);
                 if up.drop.is_some() {
                     // Counted above; do not count it again as a flow drop.
-                    direct[i] = Some(up.actions);
+                    self.direct[i] = Some(up.actions);
+                    direct |= 1 << i;
                 }
                 continue;
             }
             self.stats.not_installed += 1;
-            direct[i] = Some(up.actions);
+            self.direct[i] = Some(up.actions);
+            direct |= 1 << i;
         }
 
         // Group by flow and account each flow once; then run each packet's
@@ -433,27 +482,40 @@ impl Pipeline {
         let mut group_bytes = [0u64; MAX_BATCH];
         let mut ngroups = 0usize;
         let mut last = DIRECT;
-        for (i, buf) in batch.as_slice()[..n].iter().enumerate() {
-            if direct[i].is_some() {
-                continue;
-            }
-            let Some(f) = self.flows[i] else { continue };
-            let g = if last != DIRECT && group_flow[usize::from(last)] == Some(f) {
-                last
-            } else {
-                match group_flow[..ngroups].iter().position(|&g| g == Some(f)) {
-                    Some(g) => g as u8,
-                    None => {
-                        group_flow[ngroups] = Some(f);
-                        ngroups += 1;
-                        (ngroups - 1) as u8
-                    }
+        // Packets in some group (not direct, with a flow).
+        let mut grouped = 0usize;
+        if missed == 0 && self.flows[1..n].iter().all(|&f| f == self.flows[0]) {
+            // The common batch: every packet hit, all one flow.
+            group_of[..n].fill(0);
+            group_flow[0] = self.flows[0];
+            group_len[0] = n as u64;
+            group_bytes[0] = bytes;
+            ngroups = 1;
+            grouped = n;
+        } else {
+            for (i, buf) in batch.as_slice()[..n].iter().enumerate() {
+                if direct & (1 << i) != 0 {
+                    continue;
                 }
-            };
-            group_of[i] = g;
-            group_len[usize::from(g)] += 1;
-            group_bytes[usize::from(g)] += buf.len() as u64;
-            last = g;
+                let Some(f) = self.flows[i] else { continue };
+                let g = if last != DIRECT && group_flow[usize::from(last)] == Some(f) {
+                    last
+                } else {
+                    match group_flow[..ngroups].iter().position(|&g| g == Some(f)) {
+                        Some(g) => g as u8,
+                        None => {
+                            group_flow[ngroups] = Some(f);
+                            ngroups += 1;
+                            (ngroups - 1) as u8
+                        }
+                    }
+                };
+                group_of[i] = g;
+                group_len[usize::from(g)] += 1;
+                group_bytes[usize::from(g)] += buf.len() as u64;
+                grouped += 1;
+                last = g;
+            }
         }
         for g in 0..ngroups {
             if let Some(id) = group_flow[g] {
@@ -465,24 +527,43 @@ impl Pipeline {
         for g in 0..ngroups {
             group_actions[g] = group_flow[g].and_then(|id| megaflows.actions(id));
         }
+        // The common batch: one flow whose list is a single output. The
+        // whole batch moves to that port's queue in one go, in order, when
+        // it fits (what `exec::run` would do packet by packet).
+        if grouped == n
+            && ngroups == 1
+            && let Some(a) = group_actions[0]
+            && let [Action::Output(p)] = a.as_slice()
+            && out.push_batch(*p, batch)
+        {
+            self.stats.outputs += n as u64;
+            return;
+        }
         for (i, buf) in batch.drain().enumerate() {
-            let (actions, counted) = match (&direct[i], group_of[i]) {
+            let taken;
+            let (actions, counted) = if direct & (1 << i) != 0
+                && let Some(a) = self.direct[i].take()
+            {
                 // The upcall counted its own drop reason, if any.
-                (Some(a), _) => (a, true),
-                (None, g) if g != DIRECT => match group_actions[usize::from(g)] {
-                    Some(a) => (a, false),
-                    None => {
+                taken = a;
+                (&taken, true)
+            } else {
+                match group_of[i] {
+                    g if g != DIRECT => match group_actions[usize::from(g)] {
+                        Some(a) => (a, false),
+                        None => {
+                            self.stats.count_drop(PipelineDrop::FlowDrop, 1);
+                            pool.put(buf);
+                            continue;
+                        }
+                    },
+                    // A miss whose upcall result could not be used is
+                    // always in `direct`; never leak a buffer all the same.
+                    _ => {
                         self.stats.count_drop(PipelineDrop::FlowDrop, 1);
                         pool.put(buf);
                         continue;
                     }
-                },
-                // A miss whose upcall result could not be used is always in
-                // `direct`; never leak a buffer all the same.
-                _ => {
-                    self.stats.count_drop(PipelineDrop::FlowDrop, 1);
-                    pool.put(buf);
-                    continue;
                 }
             };
             exec::run(actions, buf, &self.keys[i], &self.headers[i], pool, out, &mut self.stats, counted);

@@ -278,3 +278,49 @@ fn a_batch_larger_than_max_batch_is_processed_whole() {
     }
     assert_eq!(r.pool.available(), total);
 }
+
+#[test]
+fn a_batch_of_one_cached_flow_moves_whole_in_order_and_overflow_is_counted() {
+    let mut r = Rig::new();
+    // B answers once from port 2, so A's frames go to port 2 alone.
+    r.send(2, &[udp(B, A, None, 1)], 0);
+    let frames: Vec<Vec<u8>> = (0..MAX_BATCH as u8)
+        .map(|i| {
+            let mut f = udp(A, B, None, 7);
+            // A payload byte: not in the flow key, so one flow.
+            f[59] = i;
+            f
+        })
+        .collect();
+    // The first batch installs the megaflow; the second hits the caches.
+    for now in [1, 2] {
+        let got = r.send(1, &frames, now);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].0, 2);
+        let order: Vec<u8> = got[0].1.iter().map(|f| f[59]).collect();
+        assert_eq!(order, (0..MAX_BATCH as u8).collect::<Vec<_>>(), "arrival order");
+    }
+    let before = r.pipe.stats();
+    assert_eq!(before.emc_hits + before.megaflow_hits, MAX_BATCH as u64 + (MAX_BATCH - 1) as u64);
+    // Without draining the queues, the third batch of three finds port 2's
+    // queue full: counted, and every buffer back in the pool.
+    let total = r.pool.available();
+    for _ in 0..3 {
+        let mut batch = PacketBatch::new();
+        for f in &frames {
+            let mut b = r.pool.get().unwrap();
+            b.fill(f).unwrap();
+            batch.push(b).unwrap();
+        }
+        r.pipe.process(1, &mut batch, &mut r.pool, &r.slow, &mut r.out, 3);
+    }
+    let s = r.pipe.stats();
+    assert_eq!(s.outputs - before.outputs, TX_QUEUE_CAPACITY as u64);
+    assert_eq!(s.drop_count(PipelineDrop::TxQueueFull), MAX_BATCH as u64);
+    assert_eq!(r.out.dirty(), &[2]);
+    r.out.batch_mut(2).unwrap().recycle(&mut r.pool);
+    r.out.clear_dirty();
+    assert_eq!(r.pool.available(), total);
+    let m = r.pipe.cache().megaflows.iter().find(|m| m.matching.key().in_port() == 1).unwrap();
+    assert_eq!(m.packets, 5 * MAX_BATCH as u64, "accounted once per batch, all packets");
+}

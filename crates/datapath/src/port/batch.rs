@@ -115,6 +115,32 @@ impl PacketBatch {
         n
     }
 
+    /// Moves every packet of `other` to the end of this batch, in order,
+    /// and returns true; or, when they do not all fit, moves none and
+    /// returns false. (One copy of the handles, no per-packet checks.)
+    #[inline]
+    pub fn append_all(&mut self, other: &mut PacketBatch) -> bool {
+        if other.bufs.len() > self.remaining() {
+            return false;
+        }
+        self.bufs.append(&mut other.bufs);
+        true
+    }
+
+    /// Moves packets from the front of `other` to the end of this batch,
+    /// in order, as many as fit and at most `max`; returns how many. (A
+    /// bulk move: all of `other` is one copy of the handles.)
+    #[inline]
+    pub fn take_front_of(&mut self, other: &mut PacketBatch, max: usize) -> usize {
+        let k = max.min(self.remaining()).min(other.bufs.len());
+        if k == other.bufs.len() {
+            self.bufs.append(&mut other.bufs);
+        } else {
+            self.bufs.extend(other.bufs.drain(..k));
+        }
+        k
+    }
+
     /// Keeps only the packets `keep` says yes to; the others go back to `pool`.
     pub fn retain_or_recycle(&mut self, pool: &mut BufferPool, mut keep: impl FnMut(&mut PacketBuf) -> bool) {
         let mut i = 0;
