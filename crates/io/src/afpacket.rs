@@ -404,15 +404,9 @@ impl Port for AfPacketPort {
     }
 
     fn tx_batch(&mut self, queue: usize, pool: &mut BufferPool, batch: &mut PacketBatch) -> Result<usize, PortError> {
-        if queue != 0 {
-            batch.recycle(pool);
-            return Err(PortError::NoSuchQueue { port: self.name.clone(), queue, queues: 1 });
-        }
-        if self.closed {
-            self.stats.count_drop(DropReason::PortClosed, batch.len() as u64);
-            batch.recycle(pool);
-            return Err(self.closed_error());
-        }
+        let queue_ok =
+            if queue == 0 { Ok(()) } else { Err(PortError::NoSuchQueue { port: self.name.clone(), queue, queues: 1 }) };
+        crate::error::refuse_tx(queue_ok, self.closed.then(|| self.closed_error()), &mut self.stats, pool, batch)?;
         let mut result = Ok(0);
         let mut sent_total = 0;
         let mut frames: [&[u8]; sys::SEND_BATCH] = [&[]; sys::SEND_BATCH];

@@ -404,15 +404,9 @@ impl Port for AfXdpPort {
     }
 
     fn tx_batch(&mut self, queue: usize, pool: &mut BufferPool, batch: &mut PacketBatch) -> Result<usize, PortError> {
-        if queue != 0 {
-            batch.recycle(pool);
-            return Err(PortError::NoSuchQueue { port: self.name.clone(), queue, queues: 1 });
-        }
-        if self.closed {
-            self.stats.count_drop(DropReason::PortClosed, batch.len() as u64);
-            batch.recycle(pool);
-            return Err(self.closed_error());
-        }
+        let queue_ok =
+            if queue == 0 { Ok(()) } else { Err(PortError::NoSuchQueue { port: self.name.clone(), queue, queues: 1 }) };
+        crate::error::refuse_tx(queue_ok, self.closed.then(|| self.closed_error()), &mut self.stats, pool, batch)?;
         self.reclaim_completions();
         let mut prod = self.tx.producer().load(Ordering::Relaxed);
         let mut sent = 0;

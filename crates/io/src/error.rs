@@ -28,3 +28,28 @@ impl OpenError {
         move |source| OpenError::Setup { what, name: name.to_string(), source }
     }
 }
+
+/// The shared start of a kernel port's `tx_batch`: a batch for a queue the
+/// port lacks (`queue` is that error), or for a port whose device is gone
+/// (`closed`, counted as [`DropReason::PortClosed`] drops), is emptied into
+/// the pool and refused.
+///
+/// [`DropReason::PortClosed`]: sluice_datapath::DropReason::PortClosed
+pub(crate) fn refuse_tx(
+    queue: Result<(), sluice_datapath::PortError>,
+    closed: Option<sluice_datapath::PortError>,
+    stats: &mut sluice_datapath::PortStats,
+    pool: &mut sluice_packet::BufferPool,
+    batch: &mut sluice_datapath::PacketBatch,
+) -> Result<(), sluice_datapath::PortError> {
+    let refused = match (queue, closed) {
+        (Err(e), _) => e,
+        (Ok(()), Some(e)) => {
+            stats.count_drop(sluice_datapath::DropReason::PortClosed, batch.len() as u64);
+            e
+        }
+        (Ok(()), None) => return Ok(()),
+    };
+    batch.recycle(pool);
+    Err(refused)
+}

@@ -190,15 +190,8 @@ impl Port for TapPort {
     }
 
     fn tx_batch(&mut self, queue: usize, pool: &mut BufferPool, batch: &mut PacketBatch) -> Result<usize, PortError> {
-        if let Err(e) = self.queue(queue) {
-            batch.recycle(pool);
-            return Err(e);
-        }
-        if self.closed {
-            self.stats.count_drop(DropReason::PortClosed, batch.len() as u64);
-            batch.recycle(pool);
-            return Err(self.closed_error());
-        }
+        let queue_ok = self.queue(queue).map(|_| ());
+        crate::error::refuse_tx(queue_ok, self.closed.then(|| self.closed_error()), &mut self.stats, pool, batch)?;
         let mut sent = 0;
         let mut result = Ok(());
         let total = batch.len();
