@@ -60,6 +60,9 @@ pub struct EmcStats {
     pub inserts: u64,
     /// Inserts that replaced a live entry.
     pub evictions: u64,
+    /// Batches that skipped the cache, lookup and offer, because its hit
+    /// rate was too low to pay for them ([`crate::FlowCache::lookup_batch`]).
+    pub bypassed: u64,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -92,14 +95,26 @@ pub struct Emc {
     stats: EmcStats,
 }
 
-/// The full-key compare of a hit, kept out of line: inlined into the
-/// lookup, LLVM turns the XOR-OR reduction into a chain of 18 compares and
-/// branches with the key's words spilled to the stack; out of line it
-/// stays nine 16-byte SSE compares (measured with callgrind, see
-/// BENCHMARKS.md).
-#[inline(never)]
+/// The full-key compare of a hit: all 18 words XORed and ORed without a
+/// branch, inlined into the lookup (a call cost more than the compare
+/// saves). The OR is passed through [`core::hint::black_box`] before it is
+/// tested: without that, once inlined, LLVM rewrites `OR of XORs == 0` as
+/// 18 word compares and branches on each (seen in the disassembly, with
+/// the probed key's words spilled around them); with it, the XORs and ORs
+/// stay SSE2 vector operations on 16-byte pairs (both keys are 16-byte
+/// aligned, as [`FlowKey`] is) and one test, at the cost of a stack round
+/// trip. Measured with callgrind on `examples/extract_profile`.
+#[inline(always)]
 fn same_key(a: &FlowKey, b: &FlowKey) -> bool {
-    a == b
+    // The probed key is read through an opaque reference too, so that its
+    // words come from memory as aligned vectors rather than from whichever
+    // general registers the hash left them in.
+    let (a, b) = (a.words(), core::hint::black_box(b).words());
+    let mut d = 0;
+    for i in 0..a.len() {
+        d |= a[i] ^ b[i];
+    }
+    core::hint::black_box(d) == 0
 }
 
 #[inline(always)]
@@ -144,6 +159,19 @@ impl Emc {
     /// The caller checks the id is still live in its megaflow cache.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, hash: u64) -> Option<FlowId> {
+        let r = self.find(key, hash);
+        if r.is_some() {
+            self.stats.hits += 1;
+        } else {
+            self.stats.misses += 1;
+        }
+        r
+    }
+
+    /// [`lookup`](Self::lookup) without the counters, for a batch that
+    /// adds its hits and misses once ([`count`](Self::count)).
+    #[inline(always)]
+    pub(crate) fn find(&mut self, key: &FlowKey, hash: u64) -> Option<FlowId> {
         let set = hash as usize & self.set_mask;
         let (Some(m), Some(ways)) = (self.meta.get_mut(set), self.entries.get(set)) else {
             return None;
@@ -153,13 +181,25 @@ impl Emc {
         // loads of a way's key start without waiting for the tag compare.
         for (w, way) in ways.iter().enumerate() {
             if m.tags[w] == tag && same_key(&way.key, key) {
-                m.hits[w] = m.hits[w].saturating_add(1);
-                self.stats.hits += 1;
+                // Saturating, as a compare and an add of the carry.
+                m.hits[w] += u8::from(m.hits[w] < u8::MAX);
                 return Some(way.flow);
             }
         }
-        self.stats.misses += 1;
         None
+    }
+
+    /// Adds a batch's hits and misses to the counters.
+    #[inline(always)]
+    pub(crate) fn count(&mut self, hits: u64, misses: u64) {
+        self.stats.hits += hits;
+        self.stats.misses += misses;
+    }
+
+    /// Counts a batch that skipped the cache (see [`crate::FlowCache`]).
+    #[inline(always)]
+    pub(crate) fn count_bypassed(&mut self) {
+        self.stats.bypassed += 1;
     }
 
     /// Forgets `key`'s entry (after its megaflow went away).

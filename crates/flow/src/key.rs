@@ -12,8 +12,9 @@
 //! frame's [`sluice_packet::Headers`] with it (into a slot the caller
 //! reuses, which the actions need afterwards anyway). The common shape
 //! (untagged IPv4 without options, UDP or TCP) takes a straight line:
-//! [`sluice_packet::Headers::parse_fast`] checks it, and the key's words
-//! are read at fixed offsets and written once each. Every other frame is
+//! [`sluice_packet::Headers::parse_fast_tcp_flags`] checks it (and hands
+//! over the TCP flags it read), and the key's words are read at fixed
+//! offsets and written once each. Every other frame is
 //! walked with [`sluice_packet::Headers::parse_into`] and its fields read
 //! through the length-checked views. It never panics.
 
@@ -239,14 +240,20 @@ macro_rules! field_access {
 
 /// A flow key: the fields of one packet (plus its metadata) in a fixed
 /// layout. 144 bytes; `Copy`; hashed with [`FlowKey::hash`].
+///
+/// Aligned to 16 bytes so that the exact-match cache's full-key compare
+/// can read both keys as nine aligned 16-byte vectors (SSE2 folds an
+/// aligned operand into the compare itself).
 #[derive(Clone, Copy, Eq, Default)]
+#[repr(align(16))]
 pub struct FlowKey {
     w: [u64; KEY_WORDS],
 }
 
 impl PartialEq for FlowKey {
-    /// Branch-free: XOR and OR every word (the exact-match cache compares
-    /// a whole key per hit; this beats a `memcmp` call at 144 bytes).
+    /// Branch-free: XOR and OR every word (this beats a `memcmp` call at
+    /// 144 bytes). The exact-match cache's hit compare is a variant of
+    /// this that stays branch-free when inlined (`emc::same_key`).
     #[inline(always)]
     fn eq(&self, other: &FlowKey) -> bool {
         let mut d = 0;
@@ -363,14 +370,15 @@ impl FlowKey {
     /// [`extract`](Self::extract) into an existing key, overwriting all of it.
     ///
     /// Frames of the common shape (untagged Ethernet, IPv4 without options,
-    /// not a fragment, UDP or TCP: [`Headers::parse_fast`] says so)
+    /// not a fragment, UDP or TCP: [`Headers::parse_fast_tcp_flags`] says
+    /// so, and hands over the TCP flags it read)
     /// take a straight line that reads the key's fields at fixed offsets and
     /// writes each word once; every other frame walks the parsed headers.
     /// The straight line is inlined into the caller (its packet loop), the
     /// rest is not.
     #[inline(always)]
     pub fn extract_into(&mut self, frame: &[u8], meta: &Metadata, headers: &mut Headers) {
-        if headers.parse_fast(frame)
+        if let Some(tcp_flags) = headers.parse_fast_tcp_flags(frame)
             && let Some(f) = frame.first_chunk::<{ FAST_L4_OFFSET + 4 }>()
         {
             // IPv4 at 14, L4 at 34 (`FAST_L4_OFFSET`), all checked by the parse.
@@ -379,13 +387,6 @@ impl FlowKey {
             };
             let be32 = |a: usize| u64::from(u32::from_be_bytes([f[a], f[a + 1], f[a + 2], f[a + 3]]));
             let proto = f[23];
-            let tcp_flags = if proto == 6 {
-                frame
-                    .get(FAST_L4_OFFSET + 12..FAST_L4_OFFSET + 14)
-                    .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) & 0x01ff)
-            } else {
-                0
-            };
             let t = &meta.tunnel;
             let (tun_id, tun_addrs, tun_flags) = if t.flags & TUN_F_PRESENT != 0 {
                 (t.id, (u64::from(u32::from(t.src)) << 32) | u64::from(u32::from(t.dst)), t.flags)

@@ -14,7 +14,8 @@
 //!   targeted revalidation and per-entry stats.
 //! - [`Emc`]: the exact-match cache in front of it, with an admission
 //!   policy that does not thrash under flow churn; [`FlowCache`] chains the
-//!   two.
+//!   two, and skips the EMC on most batches while its hit rate is too low
+//!   to pay for it.
 //! - [`Actions`]: compact, shareable action lists.
 //!
 //! It must not do I/O, make syscalls, read a clock (`now` is an argument,
@@ -22,8 +23,8 @@
 //! locks, and nothing on a lookup path allocates. Executing actions on
 //! packets belongs to `sluice-datapath`; deciding them (the slow path) too.
 //!
-//! It has no `unsafe` but one software-prefetch call in `prefetch`, which
-//! says why.
+//! It has no `unsafe` but one software-prefetch call in `prefetch` and
+//! one SSE2 compare in `simd`; each module says why.
 
 #![deny(unsafe_code)]
 
@@ -36,6 +37,8 @@ pub mod key;
 pub mod megaflow;
 #[allow(unsafe_code)]
 mod prefetch;
+#[allow(unsafe_code)]
+mod simd;
 
 pub use actions::{Action, ActionError, Actions, ActionsBuilder, TunnelKind, TunnelSpec, TunnelTemplate};
 pub use cache::FlowCache;

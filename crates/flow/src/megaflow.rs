@@ -8,38 +8,56 @@
 //! integers.
 //!
 //! Layout, for memory (≤ 256 bytes per entry at a million entries) and for
-//! misses (a lookup at a million entries is bound by DRAM latency):
-//! - a subtable keeps its entries' masked words *compactly* (only the words
-//!   its mask touches, like OVS's miniflows) in one arena, each followed by
-//!   a word naming the entry's slot;
-//! - its index is an open-addressing table of 8-byte cells (32-bit hash
-//!   tag, arena position) with linear probing;
-//! - per-entry actions and stats live in a slab indexed by [`FlowId`].
+//! misses (a lookup at a million entries is bound by memory, and a lookup
+//! over many subtables by the subtables that do *not* hold the key):
+//! - every entry lives in one 128-byte, 128-byte-aligned `Slot` of a slab
+//!   indexed by [`FlowId`]: its generation, actions, stats, hash and its
+//!   masked key words (only the words its mask touches, like OVS's
+//!   miniflows; up to [`INLINE`] of them, the rest of a wider mask in a
+//!   side array). A hit reads one slot, and the accounting and the actions
+//!   that follow it touch the same two adjacent cache lines. (Before, the
+//!   key words, the index and the stats were three separate arrays: three
+//!   random lines per packet at a million flows.)
+//! - a subtable's index is an array of 64-byte buckets of eight cells: a
+//!   16-bit signature from the hash's top bits and a slot number each, and
+//!   a count of the entries that overflowed past the bucket. A probe
+//!   compares the eight signatures with one SSE2 compare (`simd`) and
+//!   stops at the first bucket nobody overflowed past, so the usual
+//!   subtable miss costs one hash, one bucket read and no unpredictable
+//!   branch. The index is at most half full, so overflow is rare; a
+//!   million-entry index is 16 MB.
 //!
-//! [`MegaflowCache::lookup_batch`] looks up to [`BATCH`] keys per subtable
-//! in stages (all hashes, then all probes) so that the work of different
-//! packets overlaps; in a subtable too big for the caches it runs them as a
-//! software pipeline with prefetches (index cell, then arena entry, then
-//! stats slot of packets a few places behind), so that the DRAM misses of
-//! a batch are in flight together rather than one after the other.
+//! [`MegaflowCache::lookup_batch`] works subtable by subtable over the
+//! whole batch, in passes: all hashes; every key's bucket compared into a
+//! bit (maybe here, or certainly not); then only the maybes probed. When
+//! the slab outgrows the caches the passes prefetch instead (each key's
+//! bucket, then its candidate's slot), a whole pass ahead of the use, so
+//! that the memory misses of a batch are in flight together.
 
 use std::collections::HashMap;
 
 use crate::actions::Actions;
-use crate::hash::{hash_compact, hash_gather};
+use crate::hash::{MULTIPLIERS, Word, hash_masked};
 use crate::key::{FlowKey, KEY_WORDS, Mask, Match};
-use crate::prefetch;
+use crate::{prefetch, simd};
 
 /// The most keys [`MegaflowCache::lookup_batch`] takes at once (a datapath batch).
 pub const BATCH: usize = 32;
 /// The most subtables (distinct masks) one cache holds.
 pub const MAX_SUBTABLES: usize = 1024;
-/// Index cells from which [`MegaflowCache::lookup_batch`] prefetches a
-/// subtable's memory (1 MiB of cells: beyond the L2 cache of the machines
-/// we measure on, with the arena several times that).
-const PREFETCH_MIN_CELLS: usize = 1 << 17;
 /// The default flow limit (OVS's configured `flow-limit`).
 pub const DEFAULT_FLOW_LIMIT: usize = 200_000;
+/// The highest flow limit: slot numbers are 32-bit.
+pub const MAX_FLOW_LIMIT: usize = u32::MAX as usize - 1;
+/// Masked key words a slot holds itself; a mask that touches more words
+/// keeps the rest in a side array (read only by such subtables).
+pub const INLINE: usize = 10;
+/// Slots from which [`MegaflowCache::lookup_batch`] prefetches (1 MiB of
+/// slots: beyond the L2 cache of the machines we measure on).
+const PREFETCH_MIN_SLOTS: usize = 1 << 13;
+
+/// Cells per bucket.
+const CELLS: usize = 8;
 
 /// The handle of a megaflow: the slot and its generation, so a handle kept
 /// (by the exact-match cache) after its entry was removed never finds a
@@ -54,15 +72,6 @@ impl FlowId {
     /// An id no entry ever has (generations start at 1): fills empty
     /// exact-match cache ways.
     pub(crate) const DANGLING: FlowId = FlowId { idx: u32::MAX, generation: 0 };
-
-    #[inline(always)]
-    fn pack(self) -> u64 {
-        (u64::from(self.generation) << 32) | u64::from(self.idx)
-    }
-    #[inline(always)]
-    fn unpack(v: u64) -> FlowId {
-        FlowId { idx: v as u32, generation: (v >> 32) as u32 }
-    }
 }
 
 impl core::fmt::Display for FlowId {
@@ -134,270 +143,331 @@ impl core::fmt::Display for Megaflow<'_> {
     }
 }
 
-/// `repr(C)`: `used` is the last field, so that prefetching the slot's
-/// first field and `used` brings in both lines a 48-byte slot may span.
-#[repr(C)]
+/// One entry: 48 bytes of header, then its masked key words, in two
+/// adjacent cache lines (the header and the first two words in the first).
+#[repr(C, align(128))]
 struct Slot {
     generation: u32,
-    /// Subtable index; `u16::MAX` when the slot is free.
+    /// Subtable index; [`FREE`] when the slot is free.
     subtable: u16,
-    /// Entry position in the subtable's arena.
-    pos: u32,
+    _pad: u16,
+    /// The full hash of the masked key (for growing and removing).
+    hash: u64,
     actions: Option<Actions>,
     packets: u64,
     bytes: u64,
     used: u64,
+    /// The masked words its subtable's mask touches, in key order, then zeros.
+    words: [u64; INLINE],
 }
 
 const FREE: u16 = u16::MAX;
+const WIDE: usize = KEY_WORDS - INLINE;
 
-struct Subtable {
-    mask: Mask,
-    words: [u8; KEY_WORDS],
-    /// The mask's non-zero words, compact (`mw[j]` masks word `words[j]`).
-    mw: [u64; KEY_WORDS],
-    n: usize,
-    /// Cells: `hash32 << 32 | (pos + 1)`; 0 is empty.
-    table: Vec<u64>,
-    /// `n` masked words then the packed [`FlowId`], per entry.
-    arena: Vec<u64>,
-    len: usize,
-    hits: u64,
+impl Slot {
+    const EMPTY: Slot = Slot {
+        generation: 0,
+        subtable: FREE,
+        _pad: 0,
+        hash: 0,
+        actions: None,
+        packets: 0,
+        bytes: 0,
+        used: 0,
+        words: [0; INLINE],
+    };
 }
 
+/// Eight index cells, one cache line: their signatures (all a probe
+/// compares to learn that a key is not here) and their slot numbers.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    /// 16-bit signatures from the hash's top bits (0 in an empty cell).
+    sigs: [u16; CELLS],
+    /// `slot + 1` per cell; 0 when empty.
+    cells: [u32; CELLS],
+    /// Entries stored beyond this bucket because it was full.
+    overflow: u32,
+}
+
+const EMPTY_BUCKET: Bucket = Bucket { sigs: [0; CELLS], cells: [0; CELLS], overflow: 0 };
+
+/// A key's signature: the hash's top 16 bits. A key whose signature is 0
+/// also "matches" the empty cells of its bucket (their slot number, 0,
+/// names no slot, so the compare rejects them): rare, and cheaper than
+/// keeping signatures non-zero on every probe.
 #[inline(always)]
-fn cell_pos(c: u64) -> usize {
-    (c as u32 as usize).wrapping_sub(1)
+fn signature(h: u64) -> u16 {
+    (h >> 48) as u16
+}
+
+/// Bit `j` set: cell `j` has signature `sig`.
+#[inline(always)]
+fn matching_cells(b: &Bucket, sig: u16) -> u32 {
+    simd::lanes_equal(&b.sigs, sig)
+}
+
+/// Bit `j` set: cell `j` is empty.
+#[inline(always)]
+fn empty_cells(b: &Bucket) -> u32 {
+    let mut m = 0;
+    for (j, &c) in b.cells.iter().enumerate() {
+        m |= u32::from(c == 0) << j;
+    }
+    m
+}
+
+/// `repr(C)`: what a probe reads first (index, word count, positions,
+/// masks, multipliers) comes first; the full mask last.
+#[repr(C)]
+struct Subtable {
+    buckets: Vec<Bucket>,
+    n: usize,
+    hits: u64,
+    words: [Word; KEY_WORDS],
+    /// The mask's non-zero words, compact (`mw[j]` masks word `words[j]`).
+    mw: [u64; KEY_WORDS],
+    /// The hash's multipliers (copied here to sit next to the masks).
+    mk: [u64; KEY_WORDS],
+    len: usize,
+    mask: Mask,
+}
+
+/// The slab and the side array of wide keys, borrowed together by probes.
+struct Entries<'a> {
+    slots: &'a [Slot],
+    wide: &'a [[u64; WIDE]],
 }
 
 impl Subtable {
     fn new(mask: Mask) -> Subtable {
-        let mut words = [0u8; KEY_WORDS];
+        let mut words = [Word::W0; KEY_WORDS];
         let mut mw = [0u64; KEY_WORDS];
         let mut n = 0;
         for (i, &w) in mask.words().iter().enumerate() {
             if w != 0 {
-                words[n] = i as u8;
+                words[n] = Word::ALL[i];
                 mw[n] = w;
                 n += 1;
             }
         }
-        Subtable { mask, words, mw, n, table: vec![0; 16], arena: Vec::new(), len: 0, hits: 0 }
+        Subtable { buckets: vec![EMPTY_BUCKET; 2], n, hits: 0, words, mw, mk: MULTIPLIERS, len: 0, mask }
     }
 
     #[inline(always)]
-    fn stride(&self) -> usize {
-        self.n + 1
+    fn hash(&self, key: &FlowKey) -> u64 {
+        hash_masked(key.words(), &self.words, &self.mw, &self.mk, self.n)
     }
 
+    /// The hashes of the pending keys of a batch, into `hashes`.
     #[inline(always)]
-    fn hash(&self, key: &FlowKey) -> u32 {
-        hash_gather(key.words(), &self.words, &self.mw, self.n) as u32
+    fn hash_pending(&self, keys: &[FlowKey], pending: u64, hashes: &mut [u64; BATCH]) {
+        let mut p = pending;
+        while p != 0 {
+            let i = p.trailing_zeros() as usize % BATCH;
+            p &= p - 1;
+            hashes[i] = self.hash(&keys[i]);
+        }
     }
 
-    #[inline(always)]
-    fn entry_eq(&self, pos: usize, key: &FlowKey) -> bool {
+    /// The masked words of `key`, as a slot stores them.
+    fn masked_words(&self, key: &FlowKey) -> [u64; KEY_WORDS] {
         let k = key.words();
-        let at = pos * self.stride();
-        let Some(e) = self.arena.get(at..at + self.n) else { return false };
+        let mut out = [0u64; KEY_WORDS];
+        for j in 0..self.n {
+            out[j] = k[self.words[j] as usize] & self.mw[j];
+        }
+        out
+    }
+
+    /// Whether slot `idx` holds `key` under this subtable's mask.
+    #[inline(always)]
+    fn entry_eq(&self, e: &Entries<'_>, idx: usize, key: &FlowKey) -> bool {
+        let Some(s) = e.slots.get(idx) else { return false };
+        let k = key.words();
         let mut diff = 0;
-        for ((e, &i), m) in e.iter().zip(&self.words).zip(&self.mw) {
-            // `i` comes from our mask (always < KEY_WORDS): cannot panic.
-            diff |= e ^ (k[usize::from(i)] & m);
+        let inline = self.n.min(INLINE);
+        for j in 0..inline {
+            diff |= s.words[j] ^ (k[self.words[j] as usize] & self.mw[j]);
+        }
+        if self.n > INLINE {
+            let Some(w) = e.wide.get(idx) else { return false };
+            for j in INLINE..self.n {
+                diff |= w[j - INLINE] ^ (k[self.words[j] as usize] & self.mw[j]);
+            }
         }
         diff == 0
     }
 
+    /// The slot holding `key` (whose hash is `h`), if any. The usual
+    /// answer in a tuple-space search, "not in this subtable", costs one
+    /// bucket read and two tests; candidates and overflow go out of line.
     #[inline(always)]
-    fn id_at(&self, pos: usize) -> FlowId {
-        FlowId::unpack(self.arena[pos * self.stride() + self.n])
+    fn probe(&self, e: &Entries<'_>, key: &FlowKey, h: u64) -> Option<u32> {
+        let sig = signature(h);
+        let b = h as usize & (self.buckets.len() - 1);
+        let bucket = self.buckets.get(b)?;
+        let m = matching_cells(bucket, sig);
+        if m == 0 && bucket.overflow == 0 {
+            return None;
+        }
+        // The usual hit: one candidate, and it is the key.
+        if m != 0 {
+            let idx = bucket.cells[m.trailing_zeros() as usize % CELLS].wrapping_sub(1);
+            if self.entry_eq(e, idx as usize, key) {
+                return Some(idx);
+            }
+        }
+        self.probe_from(e, key, sig, b, m & m.wrapping_sub(1))
     }
 
-    /// Probes from cell `i` (already read as `c`) for `key` with hash `h`.
-    #[inline(always)]
-    fn probe_from(&self, key: &FlowKey, h: u32, mut c: u64) -> Option<FlowId> {
-        let cap = self.table.len() - 1;
-        let mut i = h as usize & cap;
+    /// [`probe`](Self::probe) from bucket `b`, whose matching cells are `m`.
+    #[inline(never)]
+    fn probe_from(&self, e: &Entries<'_>, key: &FlowKey, sig: u16, mut b: usize, mut m: u32) -> Option<u32> {
+        let cap = self.buckets.len() - 1;
         loop {
-            if c == 0 {
+            let bucket = &self.buckets[b];
+            while m != 0 {
+                let j = m.trailing_zeros() as usize % CELLS;
+                m &= m - 1;
+                let idx = bucket.cells[j].wrapping_sub(1);
+                if self.entry_eq(e, idx as usize, key) {
+                    return Some(idx);
+                }
+            }
+            if bucket.overflow == 0 {
                 return None;
             }
-            if (c >> 32) as u32 == h && self.entry_eq(cell_pos(c), key) {
-                return Some(self.id_at(cell_pos(c)));
-            }
-            i = (i + 1) & cap;
-            c = self.table[i];
+            b = (b + 1) & cap;
+            m = matching_cells(&self.buckets[b], sig);
         }
     }
 
     #[inline(always)]
-    fn find(&self, key: &FlowKey) -> Option<FlowId> {
-        let h = self.hash(key);
-        self.probe_from(key, h, self.table[h as usize & (self.table.len() - 1)])
+    fn find(&self, e: &Entries<'_>, key: &FlowKey) -> Option<u32> {
+        self.probe(e, key, self.hash(key))
     }
 
-    /// The pending keys of a batch in a subtable too big for the caches,
-    /// as a software pipeline: key `t` is hashed (and its index cell
-    /// prefetched) while key `t - D` has its cell read (and its arena
-    /// entry prefetched) and key `t - 2D` is compared (and on a hit its
-    /// stats slot prefetched), so that about `2D` DRAM misses are in
-    /// flight at any time. Returns the keys still pending.
-    fn lookup_deep(&mut self, keys: &[FlowKey], mut pending: u64, out: &mut [Option<FlowId>], slots: &[Slot]) -> u64 {
-        const D: usize = 6;
-        let cap = self.table.len() - 1;
-        let mut list = [0u8; BATCH];
-        let mut hashes = [0u32; BATCH];
-        let mut m = 0;
+    /// The pending keys of a batch when the slab is too big for the
+    /// caches, in three passes over the batch (group prefetching): hash
+    /// every key and prefetch its bucket; read every bucket and prefetch
+    /// its first candidate's slot (both lines); probe every key. Between a
+    /// prefetch and its use lies a whole pass over the batch (hundreds of
+    /// nanoseconds), longer than a DRAM miss that also walks the page
+    /// tables in a virtual machine, and the misses of a pass are all in
+    /// flight together. Returns the keys still pending.
+    fn lookup_deep(&mut self, e: &Entries<'_>, keys: &[FlowKey], mut pending: u64, out: &mut [Option<FlowId>]) -> u64 {
+        let cap = self.buckets.len() - 1;
+        let mut hashes = [0u64; BATCH];
+        self.hash_pending(keys, pending, &mut hashes);
         let mut p = pending;
         while p != 0 {
-            list[m % BATCH] = (p.trailing_zeros() as usize % BATCH) as u8;
-            m += 1;
+            let i = p.trailing_zeros() as usize % BATCH;
             p &= p - 1;
+            prefetch::read(&self.buckets[hashes[i] as usize & cap]);
         }
-        for t in 0..m + 2 * D {
-            if t < m {
-                let i = usize::from(list[t % BATCH]) % BATCH;
-                let h = self.hash(&keys[i]);
-                hashes[i] = h;
-                prefetch::read(&self.table[h as usize & cap]);
-            }
-            if t >= D && t - D < m {
-                let i = usize::from(list[(t - D) % BATCH]) % BATCH;
-                let h = hashes[i];
-                let c = self.table[h as usize & cap];
-                if c != 0 && (c >> 32) as u32 == h {
-                    // The entry's first and last word (its id): it may span two lines.
-                    let at = cell_pos(c) * self.stride();
-                    if let Some(e) = self.arena.get(at) {
-                        prefetch::read(e);
-                    }
-                    if let Some(e) = self.arena.get(at + self.n) {
-                        prefetch::read(e);
-                    }
+        let mut p = pending;
+        while p != 0 {
+            let i = p.trailing_zeros() as usize % BATCH;
+            p &= p - 1;
+            let h = hashes[i];
+            let bucket = &self.buckets[h as usize & cap];
+            let c = matching_cells(bucket, signature(h));
+            if c != 0 {
+                let idx = bucket.cells[c.trailing_zeros() as usize % CELLS].wrapping_sub(1);
+                if let Some(s) = e.slots.get(idx as usize) {
+                    prefetch::read(s);
+                    prefetch::read(&s.words[INLINE - 1]);
                 }
             }
-            if t >= 2 * D {
-                let i = usize::from(list[(t - 2 * D) % BATCH]) % BATCH;
-                let h = hashes[i];
-                if let Some(id) = self.probe_from(&keys[i], h, self.table[h as usize & cap]) {
-                    out[i] = Some(id);
-                    pending &= !(1 << i);
-                    self.hits += 1;
-                    if let Some(s) = slots.get(id.idx as usize) {
-                        // A 48-byte slot may span two lines; the stats are at its end.
-                        prefetch::read(s);
-                        prefetch::read(&s.used);
-                    }
-                }
+        }
+        let mut p = pending;
+        while p != 0 {
+            let i = p.trailing_zeros() as usize % BATCH;
+            p &= p - 1;
+            if let Some(idx) = self.probe(e, &keys[i], hashes[i]) {
+                let generation = e.slots.get(idx as usize).map_or(0, |s| s.generation);
+                out[i] = Some(FlowId { idx, generation });
+                pending &= !(1 << i);
+                self.hits += 1;
             }
         }
         pending
     }
 
-    fn insert(&mut self, key: &FlowKey, id: FlowId) -> u32 {
-        if (self.len + 1) * 4 > self.table.len() * 3 {
-            self.grow();
+    /// Adds slot `idx` (hash `h`) to the index, growing it first past half full.
+    fn insert(&mut self, slots: &[Slot], h: u64, idx: u32) {
+        if (self.len + 1) * 2 > self.buckets.len() * CELLS {
+            self.grow(slots);
         }
-        let h = self.hash(key);
-        let pos = self.len;
-        let k = key.words();
-        let m = self.mask.words();
-        for &i in &self.words[..self.n] {
-            self.arena.push(k[usize::from(i)] & m[usize::from(i)]);
-        }
-        self.arena.push(id.pack());
+        self.put(h, idx);
         self.len += 1;
-        self.put_cell(h, pos);
-        pos as u32
     }
 
-    fn put_cell(&mut self, h: u32, pos: usize) {
-        let cap = self.table.len() - 1;
-        let mut i = h as usize & cap;
-        while self.table[i] != 0 {
-            i = (i + 1) & cap;
-        }
-        self.table[i] = (u64::from(h) << 32) | (pos as u64 + 1);
-    }
-
-    fn grow(&mut self) {
-        let new_len = (self.table.len() * 2).max(16);
-        let old = core::mem::replace(&mut self.table, vec![0; new_len]);
-        for c in old {
-            if c != 0 {
-                self.put_cell((c >> 32) as u32, cell_pos(c));
-            }
-        }
-    }
-
-    /// The hash of the entry at `pos`, recomputed from its stored words.
-    fn hash_at(&self, pos: usize) -> u32 {
-        let at = pos * self.stride();
-        hash_compact(&self.arena[at..at + self.n]) as u32
-    }
-
-    /// The cell index pointing at `pos`.
-    fn cell_of(&self, pos: usize) -> Option<usize> {
-        let cap = self.table.len() - 1;
-        let mut i = self.hash_at(pos) as usize & cap;
+    fn put(&mut self, h: u64, idx: u32) {
+        let sig = signature(h);
+        let cap = self.buckets.len() - 1;
+        let mut b = h as usize & cap;
         loop {
-            let c = self.table[i];
-            if c == 0 {
-                return None;
+            let bucket = &mut self.buckets[b];
+            let free = empty_cells(bucket);
+            if free != 0 {
+                let j = free.trailing_zeros() as usize % CELLS;
+                bucket.sigs[j] = sig;
+                bucket.cells[j] = idx + 1;
+                return;
             }
-            if cell_pos(c) == pos {
-                return Some(i);
-            }
-            i = (i + 1) & cap;
+            bucket.overflow += 1;
+            b = (b + 1) & cap;
         }
     }
 
-    /// Removes the entry at `pos`. Returns the id of the entry moved into
-    /// `pos` (from the end of the arena), if any.
-    fn remove(&mut self, pos: usize) -> Option<FlowId> {
-        let cap = self.table.len() - 1;
-        if let Some(mut hole) = self.cell_of(pos) {
-            // Backward-shift deletion keeps linear probing tombstone-free.
-            self.table[hole] = 0;
-            let mut j = hole;
-            loop {
-                j = (j + 1) & cap;
-                let c = self.table[j];
-                if c == 0 {
-                    break;
-                }
-                let home = (c >> 32) as usize & cap;
-                // Move `c` into the hole unless its home lies cyclically in (hole, j].
-                let in_range = if hole <= j { home > hole && home <= j } else { home > hole || home <= j };
-                if !in_range {
-                    self.table[hole] = c;
-                    self.table[j] = 0;
-                    hole = j;
+    fn grow(&mut self, slots: &[Slot]) {
+        let new_len = (self.buckets.len() * 2).max(2);
+        let old = core::mem::replace(&mut self.buckets, vec![EMPTY_BUCKET; new_len]);
+        for bucket in &old {
+            for &c in &bucket.cells {
+                if c != 0 {
+                    self.put(slots[c as usize - 1].hash, c - 1);
                 }
             }
         }
-        let last = self.len - 1;
-        self.len -= 1;
-        let stride = self.stride();
-        let moved = if pos != last {
-            let cell = self.cell_of(last);
-            self.arena.copy_within(last * stride..(last + 1) * stride, pos * stride);
-            if let Some(ci) = cell {
-                self.table[ci] = (self.table[ci] & !0xffff_ffff) | (pos as u64 + 1);
-            }
-            Some(self.id_at(pos))
-        } else {
-            None
-        };
-        self.arena.truncate(last * stride);
-        moved
     }
 
-    fn matching(&self, pos: usize) -> Match {
+    /// Takes slot `idx` (hash `h`) out of the index, and the overflow
+    /// counts it left on the buckets it passed.
+    fn remove(&mut self, h: u64, idx: u32) {
+        let sig = signature(h);
+        let cap = self.buckets.len() - 1;
+        let home = h as usize & cap;
+        let mut b = home;
+        for _ in 0..=cap {
+            let bucket = &mut self.buckets[b];
+            if let Some(j) = (0..CELLS).find(|&j| bucket.sigs[j] == sig && bucket.cells[j] == idx + 1) {
+                bucket.sigs[j] = 0;
+                bucket.cells[j] = 0;
+                let mut p = home;
+                while p != b {
+                    self.buckets[p].overflow -= 1;
+                    p = (p + 1) & cap;
+                }
+                self.len -= 1;
+                return;
+            }
+            b = (b + 1) & cap;
+        }
+    }
+
+    /// The slots of this subtable's entries.
+    fn slot_numbers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.buckets.iter().flat_map(|b| b.cells.iter()).filter(|&&c| c != 0).map(|&c| c - 1)
+    }
+
+    fn matching(&self, s: &Slot, wide: Option<&[u64; WIDE]>) -> Match {
         let mut w = [0u64; KEY_WORDS];
-        let at = pos * self.stride();
         for (j, &i) in self.words[..self.n].iter().enumerate() {
-            w[usize::from(i)] = self.arena[at + j];
+            w[i as usize] = if j < INLINE { s.words[j] } else { wide.map_or(0, |x| x[j - INLINE]) };
         }
         Match::new(&FlowKey::from_words(w), &self.mask)
     }
@@ -406,6 +476,8 @@ impl Subtable {
 /// The megaflow cache (see the module docs).
 pub struct MegaflowCache {
     slots: Vec<Slot>,
+    /// Key words beyond [`INLINE`], by slot; empty until a subtable needs them.
+    wide: Vec<[u64; WIDE]>,
     free: Vec<u32>,
     subtables: Vec<Subtable>,
     by_mask: HashMap<Mask, u16>,
@@ -423,16 +495,17 @@ impl Default for MegaflowCache {
 }
 
 impl MegaflowCache {
-    /// An empty cache holding at most `limit` entries.
+    /// An empty cache holding at most `limit` entries (at most [`MAX_FLOW_LIMIT`]).
     pub fn new(limit: usize) -> MegaflowCache {
         MegaflowCache {
             slots: Vec::new(),
+            wide: Vec::new(),
             free: Vec::new(),
             subtables: Vec::new(),
             by_mask: HashMap::new(),
             order: Vec::new(),
             len: 0,
-            limit,
+            limit: limit.min(MAX_FLOW_LIMIT),
             hand: 0,
             evictions: 0,
         }
@@ -458,14 +531,20 @@ impl MegaflowCache {
         self.limit
     }
 
-    /// Changes the flow limit (evicting on the next installs if lowered).
+    /// Changes the flow limit (evicting on the next installs if lowered),
+    /// at most [`MAX_FLOW_LIMIT`].
     pub fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
+        self.limit = limit.min(MAX_FLOW_LIMIT);
     }
 
     /// Entries evicted by the flow limit so far.
     pub fn evictions(&self) -> u64 {
         self.evictions
+    }
+
+    #[inline(always)]
+    fn entries(&self) -> Entries<'_> {
+        Entries { slots: &self.slots, wide: &self.wide }
     }
 
     /// The live entry's slot.
@@ -492,7 +571,7 @@ impl MegaflowCache {
         let st = &self.subtables[usize::from(s.subtable)];
         Some(Megaflow {
             id,
-            matching: st.matching(s.pos as usize),
+            matching: st.matching(s, self.wide.get(id.idx as usize)),
             actions: s.actions.as_ref()?,
             packets: s.packets,
             bytes: s.bytes,
@@ -509,15 +588,21 @@ impl MegaflowCache {
             .filter_map(|(i, s)| self.get(FlowId { idx: i as u32, generation: s.generation }))
     }
 
+    #[inline(always)]
+    fn id_of(&self, idx: u32) -> FlowId {
+        FlowId { idx, generation: self.slots.get(idx as usize).map_or(0, |s| s.generation) }
+    }
+
     /// The entry matching `key`, if any. Counts a hit on its subtable; the
     /// caller accounts packets with [`account`](Self::account).
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey) -> Option<FlowId> {
+        let e = Entries { slots: &self.slots, wide: &self.wide };
         for &si in &self.order {
             let st = &mut self.subtables[usize::from(si)];
-            if let Some(id) = st.find(key) {
+            if let Some(idx) = st.find(&e, key) {
                 st.hits += 1;
-                return Some(id);
+                return Some(FlowId { idx, generation: e.slots.get(idx as usize).map_or(0, |s| s.generation) });
             }
         }
         None
@@ -535,42 +620,51 @@ impl MegaflowCache {
     /// `pending` (bits below `keys.len().min(out.len()).min(BATCH)`), writing
     /// only their `out` slots, and only on a hit.
     ///
-    /// Per subtable: in a small one (in cache), all hashes and then all
-    /// probes; in a big one, a prefetching software pipeline
-    /// (`Subtable::lookup_deep`) so that at a million entries the DRAM
-    /// misses of the batch are in flight together instead of one after
-    /// the other, down to the entry's stats slot (which the caller's
-    /// [`account`](Self::account) or [`actions`](Self::actions) reads next).
+    /// Per subtable, in passes over the batch (see the module docs); with
+    /// a slab beyond the caches, prefetching passes
+    /// (`Subtable::lookup_deep`) so that at a million entries the memory
+    /// misses of the batch are in flight together instead of one after the
+    /// other, down to the entry's slot (which the caller's
+    /// [`account`](Self::account) and [`actions`](Self::actions) read next).
     pub(crate) fn lookup_pending(&mut self, keys: &[FlowKey], pending: u64, out: &mut [Option<FlowId>]) {
         let n = keys.len().min(out.len()).min(BATCH);
         let mut pending = pending & ((1u64 << n) - 1);
-        let mut hashes = [0u32; BATCH];
-        let slots = &self.slots;
+        let mut hashes = [0u64; BATCH];
+        let e = Entries { slots: &self.slots, wide: &self.wide };
+        let deep = self.slots.len() >= PREFETCH_MIN_SLOTS;
         for &si in &self.order {
             if pending == 0 {
                 break;
             }
             let st = &mut self.subtables[usize::from(si)];
-            if st.table.len() >= PREFETCH_MIN_CELLS {
-                pending = st.lookup_deep(keys, pending, out, slots);
+            if deep {
+                pending = st.lookup_deep(&e, keys, pending, out);
                 continue;
             }
-            // A small subtable is in cache: all hashes, then all probes
-            // (independent, so that the CPU overlaps them), no prefetch.
-            let cap = st.table.len() - 1;
-            let mut p = pending;
-            while p != 0 {
-                let i = p.trailing_zeros() as usize % BATCH;
-                p &= p - 1;
-                hashes[i] = st.hash(&keys[i]);
-            }
+            // Three passes, no prefetch: all hashes; then every key's
+            // bucket compared, branch-free, into a bit per key that may be
+            // here (a signature matched, or the bucket overflowed); then
+            // only those keys probed. The keys are independent, so the CPU
+            // overlaps each pass's work, and the one unpredictable branch
+            // (is the key in this subtable?) is taken once per candidate
+            // instead of once per key.
+            let cap = st.buckets.len() - 1;
+            st.hash_pending(keys, pending, &mut hashes);
+            let mut maybe = 0u64;
             let mut p = pending;
             while p != 0 {
                 let i = p.trailing_zeros() as usize % BATCH;
                 p &= p - 1;
                 let h = hashes[i];
-                if let Some(id) = st.probe_from(&keys[i], h, st.table[h as usize & cap]) {
-                    out[i] = Some(id);
+                let b = &st.buckets[h as usize & cap];
+                let here = matching_cells(b, signature(h)) | b.overflow;
+                maybe |= u64::from(here != 0) << i;
+            }
+            while maybe != 0 {
+                let i = maybe.trailing_zeros() as usize % BATCH;
+                maybe &= maybe - 1;
+                if let Some(idx) = st.probe(&e, &keys[i], hashes[i]) {
+                    out[i] = Some(FlowId { idx, generation: e.slots.get(idx as usize).map_or(0, |s| s.generation) });
                     pending &= !(1 << i);
                     st.hits += 1;
                 }
@@ -600,9 +694,10 @@ impl MegaflowCache {
         if self.limit == 0 {
             return Err(MegaflowError::ZeroLimit);
         }
+        let e = self.entries();
         for &si in &self.order {
-            if let Some(id) = self.subtables[usize::from(si)].find(key) {
-                return Ok(id);
+            if let Some(idx) = self.subtables[usize::from(si)].find(&e, key) {
+                return Ok(self.id_of(idx));
             }
         }
         // Evict first: dropping an emptied subtable renumbers subtables.
@@ -625,29 +720,33 @@ impl MegaflowCache {
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
-                self.slots.push(Slot {
-                    generation: 0,
-                    subtable: FREE,
-                    pos: 0,
-                    actions: None,
-                    packets: 0,
-                    bytes: 0,
-                    used: 0,
-                });
+                self.slots.push(Slot::EMPTY);
                 (self.slots.len() - 1) as u32
             }
         };
+        let st = &self.subtables[usize::from(si)];
+        let h = st.hash(key);
+        let words = st.masked_words(key);
+        if st.n > INLINE {
+            if self.wide.len() < self.slots.len() {
+                self.wide.resize(self.slots.len(), [0; WIDE]);
+            }
+            self.wide[idx as usize].copy_from_slice(&words[INLINE..]);
+        }
         let slot = &mut self.slots[idx as usize];
         slot.generation = slot.generation.wrapping_add(1);
-        let id = FlowId { idx, generation: slot.generation };
-        let pos = self.subtables[usize::from(si)].insert(key, id);
-        let slot = &mut self.slots[idx as usize];
+        if slot.generation == 0 {
+            slot.generation = 1;
+        }
         slot.subtable = si;
-        slot.pos = pos;
+        slot.hash = h;
         slot.actions = Some(actions);
         slot.packets = 0;
         slot.bytes = 0;
         slot.used = now;
+        slot.words.copy_from_slice(&words[..INLINE]);
+        let id = FlowId { idx, generation: slot.generation };
+        self.subtables[usize::from(si)].insert(&self.slots, h, idx);
         self.len += 1;
         Ok(id)
     }
@@ -655,13 +754,9 @@ impl MegaflowCache {
     /// Removes entry `id`; false if it was not installed.
     pub fn remove(&mut self, id: FlowId) -> bool {
         let Some(s) = self.slot(id) else { return false };
-        let (si, pos) = (s.subtable, s.pos);
+        let (si, h) = (s.subtable, s.hash);
         let st = &mut self.subtables[usize::from(si)];
-        if let Some(moved) = st.remove(pos as usize)
-            && let Some(ms) = self.slots.get_mut(moved.idx as usize)
-        {
-            ms.pos = pos;
-        }
+        st.remove(h, id.idx);
         let empty = st.len == 0;
         let s = &mut self.slots[id.idx as usize];
         s.subtable = FREE;
@@ -686,9 +781,8 @@ impl MegaflowCache {
                     *o = i;
                 }
             }
-            for p in 0..moved.len {
-                let id = moved.id_at(p);
-                if let Some(s) = self.slots.get_mut(id.idx as usize) {
+            for idx in moved.slot_numbers() {
+                if let Some(s) = self.slots.get_mut(idx as usize) {
                     s.subtable = i;
                 }
             }
@@ -735,15 +829,7 @@ impl MegaflowCache {
         self.evictions = evictions;
         // Keep generations so that old ids (held by an EMC) stay dead.
         for (i, g) in generations.into_iter().enumerate() {
-            self.slots.push(Slot {
-                generation: g,
-                subtable: FREE,
-                pos: 0,
-                actions: None,
-                packets: 0,
-                bytes: 0,
-                used: 0,
-            });
+            self.slots.push(Slot { generation: g, ..Slot::EMPTY });
             self.free.push(i as u32);
         }
     }
@@ -792,7 +878,7 @@ impl MegaflowCache {
                 continue;
             }
             stats.scanned += 1;
-            let m = self.subtables[usize::from(s.subtable)].matching(s.pos as usize);
+            let m = self.subtables[usize::from(s.subtable)].matching(s, self.wide.get(i));
             if !changed.iter().any(|c| c.overlaps(&m)) {
                 continue;
             }
@@ -878,15 +964,15 @@ mod tests {
 
     #[test]
     fn batch_in_a_subtable_beyond_the_prefetch_threshold_agrees() {
-        // Enough entries for an index of at least PREFETCH_MIN_CELLS cells,
+        // Enough entries for a slab of at least PREFETCH_MIN_SLOTS slots,
         // so that `lookup_batch` takes the prefetching pipeline.
         let mut c = MegaflowCache::new(1 << 20);
         let mask = Mask::of(&[Field::InPort, Field::TpDst]);
-        let n = PREFETCH_MIN_CELLS as u32 / 2;
+        let n = PREFETCH_MIN_SLOTS as u32 * 2;
         for i in 0..n {
             c.install(&key(i, (i % 7) as u16), &mask, Actions::output(i), 0).unwrap();
         }
-        assert!(c.subtables[0].table.len() >= PREFETCH_MIN_CELLS);
+        assert!(c.slots.len() >= PREFETCH_MIN_SLOTS);
         // Hits and misses (wrong tp_dst), in odd batch sizes.
         let keys: Vec<FlowKey> =
             (0..1000u32).map(|j| key(j * 61 % n, (j * 61 % n % 7) as u16 + u16::from(j % 5 == 0))).collect();
@@ -901,6 +987,56 @@ mod tests {
         }
         let hits = keys.iter().filter(|k| c.lookup(k).is_some()).count();
         assert_eq!(hits, 800);
+    }
+
+    #[test]
+    fn churn_agrees_with_a_map_through_growth_overflow_and_removal() {
+        // Random installs and removals over two masks (one wider than a
+        // slot holds inline), checked against a plain map after every
+        // step that could disturb the index: growth, overflow chains,
+        // removals from the middle of a chain.
+        let mut c = MegaflowCache::new(1 << 20);
+        let narrow = Mask::of(&[Field::InPort, Field::TpDst]);
+        let wide = Mask::from_words([u64::MAX; KEY_WORDS]);
+        let mut live: HashMap<(u32, u16, bool), FlowId> = HashMap::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Wide keys on other ports, so that no key falls under both masks.
+        let k = |p: u32, d: u16, w: bool| {
+            if w { key(p + 100_000, d).with(Field::Reg3, 7).with(Field::NdTarget, 1 << 100) } else { key(p, d) }
+        };
+        for step in 0..40_000u32 {
+            let r = next();
+            let (p, d, w) = ((r % 3000) as u32, ((r >> 16) % 4) as u16, (r >> 32) % 5 == 0);
+            let mask = if w { &wide } else { &narrow };
+            if (r >> 40) % 3 == 0 {
+                if let Some(id) = live.remove(&(p, d, w)) {
+                    assert!(c.remove(id));
+                }
+            } else if let std::collections::hash_map::Entry::Vacant(v) = live.entry((p, d, w)) {
+                v.insert(c.install(&k(p, d, w), mask, Actions::output(p), 0).unwrap());
+            }
+            if step % 997 == 0 || step > 39_000 {
+                assert_eq!(c.len(), live.len());
+                for (&(p, d, w), &id) in &live {
+                    assert_eq!(c.lookup(&k(p, d, w)), Some(id), "step {step}: {p} {d} {w}");
+                    assert_eq!(*c.get(id).unwrap().matching.key(), k(p, d, w).masked(if w { &wide } else { &narrow }));
+                }
+                assert_eq!(c.lookup(&k(5000, 0, false)), None);
+            }
+        }
+        let keys: Vec<FlowKey> = live.keys().map(|&(p, d, w)| k(p, d, w)).take(BATCH).collect();
+        let mut out = [None; BATCH];
+        c.lookup_batch(&keys, &mut out);
+        for (k, o) in keys.iter().zip(out) {
+            assert_eq!(o, c.lookup(k));
+            assert!(o.is_some());
+        }
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl Headers {
     /// value is unspecified (but safe to overwrite again).
     #[inline]
     pub fn parse_into(&mut self, frame: &[u8]) -> Result<()> {
-        if self.parse_ipv4_fast(frame) {
+        if self.parse_ipv4_fast(frame).is_some() {
             return Ok(());
         }
         self.parse_general(frame)
@@ -162,6 +162,14 @@ impl Headers {
     /// `parse_into` when it gets false.
     #[inline(always)]
     pub fn parse_fast(&mut self, frame: &[u8]) -> bool {
+        self.parse_ipv4_fast(frame).is_some()
+    }
+
+    /// [`parse_fast`](Self::parse_fast), returning on success the TCP
+    /// flags (the 9 flag bits; 0 for UDP) it read anyway, so that the
+    /// flow-key extractor need not test the protocol and read them again.
+    #[inline(always)]
+    pub fn parse_fast_tcp_flags(&mut self, frame: &[u8]) -> Option<u16> {
         self.parse_ipv4_fast(frame)
     }
 
@@ -169,49 +177,48 @@ impl Headers {
     /// carrying an unfragmented IPv4 packet without options and a UDP or
     /// TCP header. Every check of the general walk is made here too (on
     /// fixed offsets, so the compiler needs no bounds checks and no enum
-    /// conversions); anything else returns false having written nothing,
+    /// conversions); anything else returns `None` having written nothing,
     /// and the general walk takes over. The result is identical to the
     /// general walk's (the `frame` fuzz target and the unit tests compare
-    /// them).
+    /// them). On success it returns the TCP flags (0 for UDP).
     #[inline(always)]
-    fn parse_ipv4_fast(&mut self, frame: &[u8]) -> bool {
+    fn parse_ipv4_fast(&mut self, frame: &[u8]) -> Option<u16> {
         const L3_AT: usize = crate::ethernet::HEADER_LEN;
         const L4_AT: usize = FAST_L4_OFFSET;
-        let Some(f) = frame.first_chunk::<{ L4_AT + crate::udp::HEADER_LEN }>() else {
-            return false;
-        };
+        let f = frame.first_chunk::<{ L4_AT + crate::udp::HEADER_LEN }>()?;
         // EtherType 0x0800, then version 4 with a 20-byte header (0x45).
         if u32::from_le_bytes([f[12], f[13], f[14], 0]) != 0x0045_0008 {
-            return false;
+            return None;
         }
         let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
         // Neither "more fragments" nor an offset: `Fragment::No`.
         let not_fragment = u16::from_be_bytes([f[20], f[21]]) & 0x3fff == 0;
         if !not_fragment || total < ipv4::MIN_HEADER_LEN || frame.len() - L3_AT < total {
-            return false;
+            return None;
         }
         let l4_len = total - ipv4::MIN_HEADER_LEN;
         let (src_port, dst_port) = (u16::from_be_bytes([f[34], f[35]]), u16::from_be_bytes([f[36], f[37]]));
-        let (protocol, l4, hl) = match f[23] {
+        let (protocol, l4, hl, tcp_flags) = match f[23] {
             17 => {
                 let len = usize::from(u16::from_be_bytes([f[38], f[39]]));
-                if l4_len < crate::udp::HEADER_LEN || len < crate::udp::HEADER_LEN || l4_len < len {
-                    return false;
+                // The general walk also requires `l4_len >= 8`; that follows
+                // from these two, so it costs no separate compare here.
+                if len < crate::udp::HEADER_LEN || l4_len < len {
+                    return None;
                 }
-                (IpProtocol::Udp, L4::Udp { src_port, dst_port }, crate::udp::HEADER_LEN)
+                (IpProtocol::Udp, L4::Udp { src_port, dst_port }, crate::udp::HEADER_LEN, 0)
             }
             6 => {
-                let Some(t) = frame.get(L4_AT..).and_then(|b| b.first_chunk::<{ crate::tcp::MIN_HEADER_LEN }>()) else {
-                    return false;
-                };
+                let t = frame.get(L4_AT..).and_then(|b| b.first_chunk::<{ crate::tcp::MIN_HEADER_LEN }>())?;
                 let hl = usize::from(t[12] >> 4) * 4;
-                if l4_len < crate::tcp::MIN_HEADER_LEN || hl < crate::tcp::MIN_HEADER_LEN || l4_len < hl {
-                    return false;
+                // As for UDP: `l4_len >= 20` follows from these two.
+                if hl < crate::tcp::MIN_HEADER_LEN || l4_len < hl {
+                    return None;
                 }
-                let flags = crate::tcp::TcpFlags(u16::from_be_bytes([t[12], t[13]]) & 0x01ff);
-                (IpProtocol::Tcp, L4::Tcp { src_port, dst_port, flags }, hl)
+                let bits = u16::from_be_bytes([t[12], t[13]]) & 0x01ff;
+                (IpProtocol::Tcp, L4::Tcp { src_port, dst_port, flags: crate::tcp::TcpFlags(bits) }, hl, bits)
             }
-            _ => return false,
+            _ => return None,
         };
         self.eth.dst = crate::MacAddr([f[0], f[1], f[2], f[3], f[4], f[5]]);
         self.eth.src = crate::MacAddr([f[6], f[7], f[8], f[9], f[10], f[11]]);
@@ -225,7 +232,7 @@ impl Headers {
         self.payload_offset = (L4_AT + hl) as u16;
         self.l4 = l4;
         self.error = None;
-        true
+        Some(tcp_flags)
     }
 
     /// The whole walk, for every frame the fast path does not take.
@@ -537,6 +544,19 @@ mod tests {
                     assert_eq!(again, fast);
                 } else {
                     assert_eq!(again, Headers::EMPTY, "nothing written");
+                }
+                // The flags variant takes the same frames and hands over
+                // the TCP flags the walk recorded (0 for UDP).
+                let mut flagged = Headers::EMPTY;
+                let flags = flagged.parse_fast_tcp_flags(f);
+                assert_eq!(flags.is_some(), again != Headers::EMPTY);
+                if let Some(bits) = flags {
+                    assert_eq!(flagged, fast);
+                    let want = match fast.l4 {
+                        L4::Tcp { flags, .. } => flags.0,
+                        _ => 0,
+                    };
+                    assert_eq!(bits, want);
                 }
                 assert_eq!((r, fast), general(f), "frame {f:02x?}");
             }

@@ -1,0 +1,77 @@
+//! The memory system's share of a megaflow hit at a million flows, alone:
+//! the same access pattern as `MegaflowCache::lookup_batch` on a big slab
+//! (one random 64-byte bucket line in a 16 MB index, then one random
+//! 128-byte slot in a 128 MB slab that the bucket names), with the same
+//! group prefetching over batches of 32, but no hashing, no compare and no
+//! frames. What it prints is a floor for the 1M-flow pipeline benchmark on
+//! this machine; BENCHMARKS.md ("sluice-flow") uses it.
+//!
+//! `memory_floor [index MB] [slab MB] [1|2 slot lines]` (default 16 128 2).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u64; 8]);
+
+#[derive(Clone, Copy)]
+#[repr(C, align(128))]
+struct Slot([u64; 16]);
+
+fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is in the x86-64 baseline; a prefetch is a hint that
+    // never faults and reads nothing into the program, and the address
+    // comes from a live reference.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>((p as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().unwrap_or(0));
+    let index_mb = args.next().filter(|&v| v > 0).unwrap_or(16);
+    let slab_mb = args.next().filter(|&v| v > 0).unwrap_or(128);
+    let both = args.next().unwrap_or(2) != 1;
+    let (nl, ns) = (index_mb << 14, slab_mb << 13);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let index: Vec<Line> = (0..nl).map(|_| Line([next() % ns as u64; 8])).collect();
+    let slab: Vec<Slot> = (0..ns).map(|i| Slot([i as u64; 16])).collect();
+    const PACKETS: usize = 4_000_000;
+    let keys: Vec<u32> = (0..PACKETS).map(|_| (next() % nl as u64) as u32).collect();
+    for round in 0..3 {
+        let t = Instant::now();
+        let mut acc = 0u64;
+        for batch in keys.chunks(32) {
+            for &k in batch {
+                prefetch(&index[k as usize]);
+            }
+            let mut slots = [0usize; 32];
+            for (s, &k) in slots.iter_mut().zip(batch) {
+                *s = index[k as usize].0[0] as usize;
+                prefetch(&slab[*s].0[0]);
+                if both {
+                    prefetch(&slab[*s].0[15]);
+                }
+            }
+            for &s in &slots[..batch.len()] {
+                acc = acc.wrapping_add(slab[s].0[0]).wrapping_add(if both { slab[s].0[15] } else { 0 });
+            }
+        }
+        let ns_per = t.elapsed().as_nanos() as f64 / PACKETS as f64;
+        println!(
+            "round {round}: bucket line in {index_mb} MB, then {} slot line(s) in {slab_mb} MB: {ns_per:.1} ns per packet",
+            if both { 2 } else { 1 }
+        );
+        black_box(acc);
+    }
+}
