@@ -59,6 +59,20 @@ const PREFETCH_MIN_SLOTS: usize = 1 << 13;
 /// Cells per bucket.
 const CELLS: usize = 8;
 
+/// The positions of the set bits of `m`, lowest first (the keys of a
+/// batch named by a bit mask), each below [`BATCH`].
+#[inline(always)]
+fn bits(mut m: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        if m == 0 {
+            return None;
+        }
+        let i = m.trailing_zeros() as usize % BATCH;
+        m &= m - 1;
+        Some(i)
+    })
+}
+
 /// The handle of a megaflow: the slot and its generation, so a handle kept
 /// (by the exact-match cache) after its entry was removed never finds a
 /// successor in the same slot.
@@ -263,10 +277,7 @@ impl Subtable {
     /// The hashes of the pending keys of a batch, into `hashes`.
     #[inline(always)]
     fn hash_pending(&self, keys: &[FlowKey], pending: u64, hashes: &mut [u64; BATCH]) {
-        let mut p = pending;
-        while p != 0 {
-            let i = p.trailing_zeros() as usize % BATCH;
-            p &= p - 1;
+        for i in bits(pending) {
             hashes[i] = self.hash(&keys[i]);
         }
     }
@@ -357,20 +368,14 @@ impl Subtable {
     /// nanoseconds), longer than a DRAM miss that also walks the page
     /// tables in a virtual machine, and the misses of a pass are all in
     /// flight together. Returns the keys still pending.
-    fn lookup_deep(&mut self, e: &Entries<'_>, keys: &[FlowKey], mut pending: u64, out: &mut [Option<FlowId>]) -> u64 {
+    fn lookup_deep(&mut self, e: &Entries<'_>, keys: &[FlowKey], pending: u64, out: &mut [Option<FlowId>]) -> u64 {
         let cap = self.buckets.len() - 1;
         let mut hashes = [0u64; BATCH];
         self.hash_pending(keys, pending, &mut hashes);
-        let mut p = pending;
-        while p != 0 {
-            let i = p.trailing_zeros() as usize % BATCH;
-            p &= p - 1;
+        for i in bits(pending) {
             prefetch::read(&self.buckets[hashes[i] as usize & cap]);
         }
-        let mut p = pending;
-        while p != 0 {
-            let i = p.trailing_zeros() as usize % BATCH;
-            p &= p - 1;
+        for i in bits(pending) {
             let h = hashes[i];
             let bucket = &self.buckets[h as usize & cap];
             let c = matching_cells(bucket, signature(h));
@@ -382,13 +387,25 @@ impl Subtable {
                 }
             }
         }
-        let mut p = pending;
-        while p != 0 {
-            let i = p.trailing_zeros() as usize % BATCH;
-            p &= p - 1;
+        self.probe_keys(e, keys, &hashes, pending, pending, out)
+    }
+
+    /// Probes the keys whose bit is set in `set` (their hashes in
+    /// `hashes`), writes each hit to `out` and counts it; returns
+    /// `pending` without the keys that hit.
+    #[inline(always)]
+    fn probe_keys(
+        &mut self,
+        e: &Entries<'_>,
+        keys: &[FlowKey],
+        hashes: &[u64; BATCH],
+        set: u64,
+        mut pending: u64,
+        out: &mut [Option<FlowId>],
+    ) -> u64 {
+        for i in bits(set) {
             if let Some(idx) = self.probe(e, &keys[i], hashes[i]) {
-                let generation = e.slots.get(idx as usize).map_or(0, |s| s.generation);
-                out[i] = Some(FlowId { idx, generation });
+                out[i] = Some(FlowId { idx, generation: e.slots.get(idx as usize).map_or(0, |s| s.generation) });
                 pending &= !(1 << i);
                 self.hits += 1;
             }
@@ -651,24 +668,13 @@ impl MegaflowCache {
             let cap = st.buckets.len() - 1;
             st.hash_pending(keys, pending, &mut hashes);
             let mut maybe = 0u64;
-            let mut p = pending;
-            while p != 0 {
-                let i = p.trailing_zeros() as usize % BATCH;
-                p &= p - 1;
+            for i in bits(pending) {
                 let h = hashes[i];
                 let b = &st.buckets[h as usize & cap];
                 let here = matching_cells(b, signature(h)) | b.overflow;
                 maybe |= u64::from(here != 0) << i;
             }
-            while maybe != 0 {
-                let i = maybe.trailing_zeros() as usize % BATCH;
-                maybe &= maybe - 1;
-                if let Some(idx) = st.probe(&e, &keys[i], hashes[i]) {
-                    out[i] = Some(FlowId { idx, generation: e.slots.get(idx as usize).map_or(0, |s| s.generation) });
-                    pending &= !(1 << i);
-                    st.hits += 1;
-                }
-            }
+            pending = st.probe_keys(&e, keys, &hashes, maybe, pending, out);
         }
     }
 
