@@ -1,9 +1,9 @@
-//! Software prefetch, the one `unsafe` of this crate.
+//! Software prefetch (with `simd`, one of the crate's two `unsafe` modules).
 //!
-//! Why it is here: a megaflow lookup at a million entries waits on DRAM
-//! three times (index cell, key arena, stats slot). `lookup_batch` hides
-//! that latency by asking for the memory of packet `i` several stages
-//! before it reads it, so that the misses of a whole batch are in flight
+//! Why it is here: a megaflow lookup at a million entries waits on memory
+//! twice (the index bucket, then the entry's slot). `lookup_batch` hides
+//! that latency by asking for the memory of every key of a batch a whole
+//! pass before it reads it, so that the misses of a whole batch are in flight
 //! together (OVS's `dpcls` and DPDK's hash library do the same). Stable
 //! Rust has no safe prefetch: `_mm_prefetch` is a `#[target_feature]`
 //! function, callable only in `unsafe`. BENCHMARKS.md ("sluice-flow") has
