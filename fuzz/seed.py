@@ -25,9 +25,13 @@ for t in targets:
     os.makedirs(d, exist_ok=True)
     for pcap in glob.glob(os.path.join(fixtures, "*.pcap")):
         for fr in frames(pcap):
-            cuts = [0] if t in ("frame", "ethernet") else [14, 18, 22, 34, 38, 42, 50, 54, 58, 62, 70, 76, 84]
+            cuts = [0] if t in ("frame", "ethernet", "frame_key") else [14, 18, 22, 34, 38, 42, 50, 54, 58, 62, 70, 76, 84]
             for c in cuts:
                 b = fr[c:]
+                if t == "frame_key":
+                    # The target reads which byte to change, and by how
+                    # much, from the last two bytes.
+                    b = b + bytes([len(b) % 48, 1])
                 if b:
                     name = hashlib.sha1(b).hexdigest()
                     with open(os.path.join(d, name), "wb") as f:

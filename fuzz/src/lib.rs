@@ -167,3 +167,33 @@ pub fn flow_key(data: &[u8]) {
     assert!(Match::new(&k, &Mask::EXACT).matches(&k));
     let _ = k.to_string();
 }
+
+/// The frame key ([`sluice_flow::FrameKey`]): never panics; a frame has
+/// one exactly when the flow-key extractor's straight line takes it (and
+/// it is 48 bytes or more); and a one-byte change that leaves the frame
+/// key equal leaves the flow key equal (the exact-match cache's
+/// soundness). The last two bytes of `data` say which byte to change and
+/// by how much; the rest is the frame.
+pub fn frame_key(data: &[u8]) {
+    use sluice_flow::{FlowKey, FrameKey, Metadata};
+    let (frame, sel) = data.split_at(data.len().saturating_sub(2));
+    let (at, delta) = match sel {
+        [a, d] => (usize::from(*a), *d),
+        _ => (0, 0),
+    };
+    let port = u32::from(delta) * 7;
+    let key = FrameKey::extract(frame, port);
+    let mut h = Headers::EMPTY;
+    assert_eq!(key.is_some(), frame.len() >= sluice_flow::frame::FRAME_KEY_BYTES && h.parse_fast(frame));
+    if frame.is_empty() || delta == 0 {
+        return;
+    }
+    let mut changed = frame.to_vec();
+    let at = at % changed.len();
+    changed[at] = changed[at].wrapping_add(delta);
+    let meta = Metadata::port(port);
+    if key.is_some() && FrameKey::extract(&changed, port) == key {
+        let mut h2 = Headers::EMPTY;
+        assert_eq!(FlowKey::extract(frame, &meta, &mut h), FlowKey::extract(&changed, &meta, &mut h2), "byte {at}");
+    }
+}

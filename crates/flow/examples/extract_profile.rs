@@ -1,8 +1,9 @@
 //! A fixed loop of key extraction + EMC hit, for instruction-level
 //! profiling (`valgrind --tool=callgrind`), where the shared box's noise
 //! does not reach: 1M packets, one at a time (`FlowCache::lookup`), or with
-//! the argument `batch` in batches of 32 (`FlowCache::lookup_batch`), as a
-//! datapath thread does.
+//! the argument `batch` in batches of 32 (`FlowCache::lookup_batch`), or
+//! with `frames` in batches of 32 through frame keys
+//! (`FlowCache::classify`), as a datapath thread does.
 
 use std::hint::black_box;
 
@@ -10,7 +11,11 @@ use sluice_flow::{Actions, Field, FlowCache, FlowKey, InsertPolicy, Mask, Metada
 use sluice_packet::Headers;
 
 fn main() {
-    let batch = std::env::args().nth(1).as_deref() == Some("batch");
+    let arg = std::env::args().nth(1);
+    let batch = arg.as_deref() == Some("batch");
+    let frames = arg.as_deref() == Some("frames");
+    // Packets (the second argument; default 1M).
+    let n: u32 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let mut f = [0u8; 64];
     f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
     f[12..14].copy_from_slice(&[0x08, 0x00]);
@@ -25,12 +30,21 @@ fn main() {
     cache.megaflows.install(&key, &mask, Actions::output(2), 0).ok();
     cache.lookup(&key);
     let mut hits = 0u32;
-    if batch {
+    if frames {
         let frames = [f; 32];
         let mut keys = [FlowKey::ZERO; 32];
         let mut slots = [Headers::EMPTY; 32];
         let mut out = [None; 32];
-        for _ in 0..1_000_000 / 32 {
+        for _ in 0..n / 32 {
+            cache.classify(black_box(&frames), 1, &mut keys, &mut slots, &mut out);
+            hits += out.iter().filter(|o| o.is_some()).count() as u32;
+        }
+    } else if batch {
+        let frames = [f; 32];
+        let mut keys = [FlowKey::ZERO; 32];
+        let mut slots = [Headers::EMPTY; 32];
+        let mut out = [None; 32];
+        for _ in 0..n / 32 {
             for ((k, h), f) in keys.iter_mut().zip(&mut slots).zip(black_box(&frames)) {
                 k.extract_into(f, &meta, h);
             }
@@ -39,7 +53,7 @@ fn main() {
         }
     } else {
         let mut k = FlowKey::ZERO;
-        for _ in 0..1_000_000 {
+        for _ in 0..n {
             k.extract_into(black_box(&f), &meta, &mut h);
             hits += u32::from(cache.lookup(&k).is_some());
         }

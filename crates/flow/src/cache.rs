@@ -2,6 +2,13 @@
 //! cache, then megaflow cache — with the EMC filled by its policy from
 //! megaflow hits.
 //!
+//! There are two exact-match caches of the same size and policy: one keyed
+//! by frame keys ([`FrameKey`]: the header bytes of a frame of the common
+//! shape), one by flow keys for every other frame. [`FlowCache::classify`]
+//! takes frames: a frame-key hit builds no flow key at all; everything
+//! else builds its flow key and goes on as [`FlowCache::lookup_batch`]
+//! does, and a megaflow hit is offered to the cache its frame belongs to.
+//!
 //! When the EMC does not earn its keep (a million flows in uniform churn:
 //! almost every lookup misses, and the frequency policy admits almost
 //! nothing), its lookups are pure cost. The batch path then *bypasses* it:
@@ -13,9 +20,12 @@
 //! the threshold ends the bypass. Results never change, only cost: the
 //! megaflow cache answers every lookup the EMC would have.
 
+use sluice_packet::Headers;
+
 use crate::emc::{Emc, InsertPolicy};
-use crate::key::FlowKey;
-use crate::megaflow::{BATCH, FlowId, MegaflowCache};
+use crate::frame::FrameKey;
+use crate::key::{FlowKey, Metadata};
+use crate::megaflow::{BATCH, FlowId, MegaflowCache, bits};
 
 /// EMC lookups per hit-rate window.
 pub const WINDOW: u32 = 4096;
@@ -27,8 +37,12 @@ pub const SAMPLE_EVERY: u32 = 16;
 
 /// The per-thread cache set (see the module docs).
 pub struct FlowCache {
-    /// The exact-match cache.
+    /// The exact-match cache of flow keys.
     pub emc: Emc,
+    /// The exact-match cache of frame keys ([`classify`](Self::classify)).
+    pub frames: Emc<FrameKey>,
+    /// The frame keys of the batch in flight (kept for the offers).
+    frame_keys: Box<[FrameKey; BATCH]>,
     /// The megaflow cache.
     pub megaflows: MegaflowCache,
     /// EMC lookups and hits of the current window (batch path only).
@@ -46,6 +60,8 @@ impl FlowCache {
     pub fn new(emc_entries: usize, policy: InsertPolicy, flow_limit: usize, seed: u64) -> FlowCache {
         FlowCache {
             emc: Emc::new(emc_entries, policy, seed),
+            frames: Emc::new(emc_entries, policy, seed ^ 0x9e37_79b9_7f4a_7c15),
+            frame_keys: Box::new([FrameKey::ZERO; BATCH]),
             megaflows: MegaflowCache::new(flow_limit),
             window_lookups: 0,
             window_hits: 0,
@@ -57,6 +73,118 @@ impl FlowCache {
     /// True while batches skip the EMC (see the module docs).
     pub fn bypassing(&self) -> bool {
         self.bypass
+    }
+
+    /// Hits in both exact-match caches so far.
+    pub fn emc_hits(&self) -> u64 {
+        self.emc.stats().hits + self.frames.stats().hits
+    }
+
+    /// Empties both exact-match caches.
+    pub fn clear_emc(&mut self) {
+        self.emc.clear();
+        self.frames.clear();
+    }
+
+    /// Classifies a batch of at most [`BATCH`] frames received on `in_port`
+    /// with no other metadata ([`Metadata::port`]): `out[i]` is frame
+    /// `i`'s megaflow, or `None` for an upcall, as
+    /// [`lookup_batch`](Self::lookup_batch) of the frames' flow keys
+    /// would say.
+    ///
+    /// A frame of the common shape whose frame key hits its exact-match
+    /// cache gets no flow key: bit `i` of the result says whether `keys[i]`
+    /// and `headers[i]` were filled for frame `i` (every miss's are). A
+    /// caller whose actions need them for a hit extracts them itself
+    /// ([`FlowKey::extract_into`]).
+    pub fn classify<B: AsRef<[u8]>>(
+        &mut self,
+        frames: &[B],
+        in_port: u32,
+        keys: &mut [FlowKey],
+        headers: &mut [Headers],
+        out: &mut [Option<FlowId>],
+    ) -> u64 {
+        let n = frames.len().min(keys.len()).min(headers.len()).min(out.len()).min(BATCH);
+        let (frames, keys, headers, out) = (&frames[..n], &mut keys[..n], &mut headers[..n], &mut out[..n]);
+        let meta = Metadata::port(in_port);
+        let all = low_bits(n);
+        if self.bypass {
+            self.since_sample += 1;
+            if self.since_sample < SAMPLE_EVERY {
+                self.emc.count_bypassed();
+                for ((f, k), h) in frames.iter().zip(keys.iter_mut()).zip(headers.iter_mut()) {
+                    k.extract_into(f.as_ref(), &meta, h);
+                }
+                out.fill(None);
+                self.megaflows.lookup_pending(keys, all, out);
+                return all;
+            }
+            self.since_sample = 0;
+        }
+        // Frame keys first: bit i of `framed_miss` for a keyed frame that
+        // missed, of `unframed` for a frame of another shape.
+        let (mut framed_miss, mut unframed) = (0u64, 0u64);
+        for (i, ((f, o), fk)) in frames.iter().zip(out.iter_mut()).zip(self.frame_keys.iter_mut()).enumerate() {
+            *o = match FrameKey::extract(f.as_ref(), in_port) {
+                Some(k) => match self.frames.find(&k, k.hash()) {
+                    Some(id) if self.megaflows.contains(id) => Some(id),
+                    _ => {
+                        // Kept for the offer (a hit's key is not needed).
+                        *fk = k;
+                        framed_miss |= 1 << i;
+                        None
+                    }
+                },
+                None => {
+                    unframed |= 1 << i;
+                    None
+                }
+            };
+        }
+        let framed = (all & !unframed).count_ones();
+        let frame_hits = framed - framed_miss.count_ones();
+        self.frames.count(u64::from(frame_hits), u64::from(framed - frame_hits));
+        let need = framed_miss | unframed;
+        let mut flow_hits = 0u32;
+        let mut pending = framed_miss;
+        if need != 0 {
+            for i in bits(need) {
+                if let (Some(f), Some(k), Some(h)) = (frames.get(i), keys.get_mut(i), headers.get_mut(i)) {
+                    k.extract_into(f.as_ref(), &meta, h);
+                }
+            }
+            for i in bits(unframed) {
+                let (Some(k), Some(o)) = (keys.get(i), out.get_mut(i)) else { continue };
+                match self.emc.find(k, k.hash()) {
+                    Some(id) if self.megaflows.contains(id) => {
+                        flow_hits += 1;
+                        *o = Some(id);
+                    }
+                    _ => pending |= 1 << i,
+                }
+            }
+            let unframed = unframed.count_ones();
+            self.emc.count(u64::from(flow_hits), u64::from(unframed - flow_hits));
+        }
+        self.window_lookups += n as u32;
+        self.window_hits += frame_hits + flow_hits;
+        if self.window_lookups >= WINDOW {
+            self.end_window();
+        }
+        if pending != 0 {
+            self.megaflows.lookup_pending(keys, pending, out);
+            for i in bits(pending) {
+                let (Some(k), Some(Some(id))) = (keys.get(i), out.get(i)) else { continue };
+                if framed_miss & (1 << i) != 0 {
+                    let fk = self.frame_keys[i];
+                    self.frames.offer(&fk, fk.hash(), *id);
+                } else {
+                    self.emc.offer(k, k.hash(), *id);
+                }
+            }
+        }
+        need
     }
 
     /// The megaflow for `key`: EMC first, then the megaflow cache (offering
@@ -164,6 +292,7 @@ mod tests {
     use super::*;
     use crate::key::Field;
     use crate::{Actions, Mask};
+    use sluice_packet::Headers;
 
     #[test]
     fn emc_entries_follow_megaflow_replacement_and_batch_agrees() {
@@ -190,6 +319,97 @@ mod tests {
         }
         c.megaflows.clear();
         assert_eq!(c.lookup(&k), None);
+    }
+
+    /// Frames of every shape for flow `i`: the common shapes (UDP, TCP with
+    /// a few flag values) and others (VLAN-tagged, IPv6 EtherType, a UDP
+    /// frame too short for a frame key, an ARP-sized runt).
+    fn frame_of(i: u32) -> Vec<u8> {
+        let mut f = crate::frame::testing::frame(i.is_multiple_of(2), 64, u64::from(i / 8) + 1);
+        f[26..30].copy_from_slice(&(i / 8).to_be_bytes());
+        f[47] = [0x02, 0x10, 0x18][(i / 2 % 3) as usize];
+        match i % 8 {
+            5 => f.splice(12..12, [0x81, 0x00, 0x00, 0x07]).for_each(drop),
+            6 => f[12..14].copy_from_slice(&[0x86, 0xdd]),
+            7 => {
+                f.truncate(44);
+                f[23] = 17;
+                f[16..18].copy_from_slice(&30u16.to_be_bytes());
+                f[38..40].copy_from_slice(&10u16.to_be_bytes());
+            }
+            _ => {}
+        }
+        if i % 64 == 63 {
+            f.truncate(20);
+        }
+        f
+    }
+
+    #[test]
+    fn classify_agrees_with_the_megaflow_cache_on_every_shape() {
+        let masks = [
+            Mask::of(&[Field::InPort, Field::EthType]),
+            Mask::of(&[Field::InPort, Field::EthType, Field::Ipv4Src, Field::TcpFlags]),
+            Mask::of(&[Field::InPort, Field::EthDst, Field::EthSrc, Field::Vlan0, Field::EthType, Field::Ipv4Src]),
+        ];
+        for policy in [InsertPolicy::Always, InsertPolicy::default()] {
+            let mut c = FlowCache::new(256, policy, 10_000, 3);
+            let mut keys = [FlowKey::ZERO; BATCH];
+            let mut headers = [Headers::EMPTY; BATCH];
+            let mut out = [None; BATCH];
+            let mut x = 7u32;
+            for round in 0..3000u32 {
+                let frames: Vec<Vec<u8>> = (0..BATCH)
+                    .map(|_| {
+                        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        frame_of((x >> 8) % if round < 1500 { 600 } else { 100_000 })
+                    })
+                    .collect();
+                let port = 1 + round % 2;
+                let extracted = c.classify(&frames, port, &mut keys, &mut headers, &mut out);
+                let mut flow_keys = Vec::new();
+                for (i, f) in frames.iter().enumerate() {
+                    let mut h = Headers::EMPTY;
+                    let k = FlowKey::extract(f, &Metadata::port(port), &mut h);
+                    assert_eq!(out[i], c.megaflows.lookup(&k), "round {round} frame {i}");
+                    if extracted & (1 << i) != 0 {
+                        // (A reused `Headers` may keep stale VLAN tags past
+                        // its tag count: compare what the actions read.)
+                        let g = &headers[i];
+                        assert_eq!(keys[i], k);
+                        assert_eq!(
+                            (g.eth.tag_count, g.l3, g.l3_offset, g.l4_offset, g.payload_offset, g.l4),
+                            (h.eth.tag_count, h.l3, h.l3_offset, h.l4_offset, h.payload_offset, h.l4)
+                        );
+                    } else {
+                        assert!(out[i].is_some() && FrameKey::extract(f, port).is_some());
+                    }
+                    flow_keys.push(k);
+                }
+                for (i, k) in flow_keys.iter().enumerate() {
+                    if out[i].is_none() && c.megaflows.lookup(k).is_none() {
+                        // The slow path: install under one of the masks,
+                        // the same one for every key of a port and
+                        // EtherType (which all masks match), so that
+                        // megaflows never overlap.
+                        let m = &masks[(k.in_port() as usize + k.get(Field::EthType) as usize) % 3];
+                        c.megaflows.install(k, m, Actions::output(1), 0).unwrap();
+                    }
+                }
+                if round % 97 == 0 {
+                    // Remove a few megaflows: no cache may answer with them.
+                    let ids: Vec<FlowId> = c.megaflows.iter().map(|m| m.id).take(5).collect();
+                    for id in ids {
+                        c.megaflows.remove(id);
+                    }
+                }
+            }
+            let (f, e) = (c.frames.stats(), c.emc.stats());
+            assert!(f.hits > 10_000 && e.hits > 1000, "frame-key hits {}, flow-key hits {}", f.hits, e.hits);
+            if policy == InsertPolicy::default() {
+                assert!(c.bypassing() && e.bypassed > 0, "churn over 100 000 flows must turn the bypass on");
+            }
+        }
     }
 
     #[test]

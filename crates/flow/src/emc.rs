@@ -71,22 +71,49 @@ struct SetMeta {
     hits: [u8; WAYS],
 }
 
+/// A key the cache can hold: a flow key, or a frame key
+/// ([`crate::frame::FrameKey`]) for frames of the common shape.
+pub trait ExactKey: Copy + PartialEq {
+    /// A key that fills empty ways.
+    const ZERO: Self;
+    /// Equality, as the cache's hit path wants it compiled (branch-free).
+    fn same(&self, other: &Self) -> bool;
+}
+
+impl ExactKey for FlowKey {
+    const ZERO: FlowKey = FlowKey::ZERO;
+
+    #[inline(always)]
+    fn same(&self, other: &FlowKey) -> bool {
+        same_key(self, other)
+    }
+}
+
 /// One way: a key and its megaflow. A way is empty when its tag is 0 (its
 /// contents are then never read).
 #[derive(Clone, Copy)]
-struct Entry {
-    key: FlowKey,
+struct Entry<K> {
+    key: K,
     flow: FlowId,
 }
 
-const EMPTY_ENTRY: Entry = Entry { key: FlowKey::ZERO, flow: FlowId::DANGLING };
+/// The ways of one set, starting on a cache line (a frame key's way is one
+/// line; a flow key's set is ten).
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Ways<K>([Entry<K>; WAYS]);
 
-/// The exact-match cache (see the module docs).
-pub struct Emc {
+impl<K: ExactKey> Ways<K> {
+    const EMPTY: Ways<K> = Ways([Entry { key: K::ZERO, flow: FlowId::DANGLING }; WAYS]);
+}
+
+/// The exact-match cache (see the module docs), keyed by flow keys unless
+/// told otherwise.
+pub struct Emc<K = FlowKey> {
     meta: Box<[SetMeta]>,
     /// One array of ways per set, so that a way index below [`WAYS`] needs
     /// no bounds check.
-    entries: Box<[[Entry; WAYS]]>,
+    entries: Box<[Ways<K>]>,
     set_mask: usize,
     policy: InsertPolicy,
     sketch: Box<[u8]>,
@@ -122,15 +149,15 @@ fn tag_of(hash: u64) -> u32 {
     ((hash >> 32) as u32) | 1
 }
 
-impl Emc {
+impl<K: ExactKey> Emc<K> {
     /// A cache of `entries` (rounded up to a power of two, at least
     /// [`WAYS`]) with `policy`; `seed` drives the probabilistic policy.
-    pub fn new(entries: usize, policy: InsertPolicy, seed: u64) -> Emc {
+    pub fn new(entries: usize, policy: InsertPolicy, seed: u64) -> Emc<K> {
         let entries = entries.max(WAYS).next_power_of_two();
         let sets = entries / WAYS;
         Emc {
             meta: vec![SetMeta::default(); sets].into_boxed_slice(),
-            entries: vec![[EMPTY_ENTRY; WAYS]; sets].into_boxed_slice(),
+            entries: vec![Ways::EMPTY; sets].into_boxed_slice(),
             set_mask: sets - 1,
             policy,
             sketch: vec![0; entries * 4].into_boxed_slice(),
@@ -155,10 +182,11 @@ impl Emc {
         self.stats
     }
 
-    /// The megaflow cached for `key` (whose [`FlowKey::hash`] is `hash`).
-    /// The caller checks the id is still live in its megaflow cache.
+    /// The megaflow cached for `key` (whose hash is `hash`: [`FlowKey::hash`]
+    /// or [`crate::frame::FrameKey::hash`]). The caller checks the id is
+    /// still live in its megaflow cache.
     #[inline]
-    pub fn lookup(&mut self, key: &FlowKey, hash: u64) -> Option<FlowId> {
+    pub fn lookup(&mut self, key: &K, hash: u64) -> Option<FlowId> {
         let r = self.find(key, hash);
         if r.is_some() {
             self.stats.hits += 1;
@@ -171,7 +199,7 @@ impl Emc {
     /// [`lookup`](Self::lookup) without the counters, for a batch that
     /// adds its hits and misses once ([`count`](Self::count)).
     #[inline(always)]
-    pub(crate) fn find(&mut self, key: &FlowKey, hash: u64) -> Option<FlowId> {
+    pub(crate) fn find(&mut self, key: &K, hash: u64) -> Option<FlowId> {
         let set = hash as usize & self.set_mask;
         let (Some(m), Some(ways)) = (self.meta.get_mut(set), self.entries.get(set)) else {
             return None;
@@ -179,8 +207,8 @@ impl Emc {
         let tag = tag_of(hash);
         // Way by way with a branch each: the branches are predicted, so the
         // loads of a way's key start without waiting for the tag compare.
-        for (w, way) in ways.iter().enumerate() {
-            if m.tags[w] == tag && same_key(&way.key, key) {
+        for (w, way) in ways.0.iter().enumerate() {
+            if m.tags[w] == tag && way.key.same(key) {
                 // Saturating, as a compare and an add of the carry.
                 m.hits[w] += u8::from(m.hits[w] < u8::MAX);
                 return Some(way.flow);
@@ -203,11 +231,11 @@ impl Emc {
     }
 
     /// Forgets `key`'s entry (after its megaflow went away).
-    pub fn invalidate(&mut self, key: &FlowKey, hash: u64) {
+    pub fn invalidate(&mut self, key: &K, hash: u64) {
         let set = hash as usize & self.set_mask;
         let tag = tag_of(hash);
         for w in 0..WAYS {
-            if self.meta[set].tags[w] == tag && self.entries[set][w].key == *key {
+            if self.meta[set].tags[w] == tag && self.entries[set].0[w].key == *key {
                 self.meta[set].tags[w] = 0;
                 self.meta[set].hits[w] = 0;
             }
@@ -217,7 +245,7 @@ impl Emc {
     /// Empties the cache (after a wholesale megaflow flush).
     pub fn clear(&mut self) {
         self.meta.fill(SetMeta::default());
-        self.entries.fill([EMPTY_ENTRY; WAYS]);
+        self.entries.fill(Ways::EMPTY);
     }
 
     #[inline]
@@ -232,13 +260,13 @@ impl Emc {
     /// Offers `key` (missed, then found in megaflow `flow`) for insertion;
     /// the policy decides. Returns true if it was inserted.
     #[inline]
-    pub fn offer(&mut self, key: &FlowKey, hash: u64, flow: FlowId) -> bool {
+    pub fn offer(&mut self, key: &K, hash: u64, flow: FlowId) -> bool {
         let set = hash as usize & self.set_mask;
         let tag = tag_of(hash);
         // A stale entry for this very key (its megaflow was replaced): refresh it in place.
         for w in 0..WAYS {
-            if self.meta[set].tags[w] == tag && self.entries[set][w].key == *key {
-                self.entries[set][w].flow = flow;
+            if self.meta[set].tags[w] == tag && self.entries[set].0[w].key == *key {
+                self.entries[set].0[w].flow = flow;
                 return true;
             }
         }
@@ -306,7 +334,7 @@ impl Emc {
         self.stats.inserts += 1;
         self.meta[set].tags[way] = tag_of(hash);
         self.meta[set].hits[way] = 0;
-        self.entries[set][way] = Entry { key: *key, flow };
+        self.entries[set].0[way] = Entry { key: *key, flow };
         true
     }
 }

@@ -13,9 +13,10 @@
 //!   per datapath thread, with idle expiry, a flow limit with eviction,
 //!   targeted revalidation and per-entry stats.
 //! - [`Emc`]: the exact-match cache in front of it, with an admission
-//!   policy that does not thrash under flow churn; [`FlowCache`] chains the
-//!   two, and skips the EMC on most batches while its hit rate is too low
-//!   to pay for it.
+//!   policy that does not thrash under flow churn, keyed by flow keys or,
+//!   for frames of the common shape, by [`FrameKey`]s read straight from
+//!   the header bytes; [`FlowCache`] chains them, and skips the EMC on most
+//!   batches while its hit rate is too low to pay for it.
 //! - [`Actions`]: compact, shareable action lists.
 //!
 //! It must not do I/O, make syscalls, read a clock (`now` is an argument,
@@ -32,6 +33,7 @@ pub mod actions;
 pub mod cache;
 pub mod classifier;
 pub mod emc;
+pub mod frame;
 mod hash;
 pub mod key;
 pub mod megaflow;
@@ -43,6 +45,7 @@ mod simd;
 pub use actions::{Action, ActionError, Actions, ActionsBuilder, TunnelKind, TunnelSpec, TunnelTemplate};
 pub use cache::FlowCache;
 pub use classifier::{Classifier, ClassifierError, ClassifierReader, ClassifierWriter, Published, Rule, RuleId};
-pub use emc::{Emc, EmcStats, InsertPolicy};
+pub use emc::{Emc, EmcStats, ExactKey, InsertPolicy};
+pub use frame::FrameKey;
 pub use key::{Field, FieldDef, FieldKind, FlowKey, KEY_WORDS, Mask, Match, Metadata, TunnelMeta};
 pub use megaflow::{FlowId, Megaflow, MegaflowCache, MegaflowError, RevalidateStats, Revalidation};

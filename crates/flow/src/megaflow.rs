@@ -62,7 +62,7 @@ const CELLS: usize = 8;
 /// The positions of the set bits of `m`, lowest first (the keys of a
 /// batch named by a bit mask), each below [`BATCH`].
 #[inline(always)]
-fn bits(mut m: u64) -> impl Iterator<Item = usize> {
+pub(crate) fn bits(mut m: u64) -> impl Iterator<Item = usize> {
     core::iter::from_fn(move || {
         if m == 0 {
             return None;

@@ -27,6 +27,13 @@ pub struct PacketBuf {
     base: usize,
 }
 
+impl AsRef<[u8]> for PacketBuf {
+    #[inline]
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
 impl PacketBuf {
     /// A buffer of `size` bytes whose packet window starts after `headroom`.
     /// (This allocates: make buffers through a [`BufferPool`] on the hot path.)

@@ -25,6 +25,46 @@ use crate::{Error, Result, arp, ipv4, ipv6};
 /// 20-byte IPv4 header).
 pub const FAST_L4_OFFSET: usize = crate::ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
 
+/// Whether `frame` has the common shape that [`Headers::parse_fast`]
+/// takes (untagged Ethernet, IPv4 with a 20-byte header, not a fragment, a
+/// total length within the frame, a complete UDP or TCP header within
+/// that), and if so whether it is TCP. It makes the same checks as
+/// `parse_fast`, without reading the fields (a unit test and the
+/// `flow_key` fuzz target hold the two to the same answer).
+///
+/// When it says yes, what the walk finds depends only on bytes at fixed
+/// offsets: the MACs (0..12), TOS (15), TTL (22), protocol (23), addresses
+/// and ports (26..38) and, for TCP, the flags (the low bit of 46, and 47).
+/// A cache may be keyed on exactly those bytes (the flow crate's frame key
+/// is).
+#[inline(always)]
+pub fn fast_shape(frame: &[u8]) -> Option<bool> {
+    const L3_AT: usize = crate::ethernet::HEADER_LEN;
+    const L4_AT: usize = FAST_L4_OFFSET;
+    let f = frame.first_chunk::<{ L4_AT + crate::udp::HEADER_LEN }>()?;
+    if u32::from_le_bytes([f[12], f[13], f[14], 0]) != 0x0045_0008 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
+    let not_fragment = u16::from_be_bytes([f[20], f[21]]) & 0x3fff == 0;
+    if !not_fragment || total < ipv4::MIN_HEADER_LEN || frame.len() - L3_AT < total {
+        return None;
+    }
+    let l4_len = total - ipv4::MIN_HEADER_LEN;
+    match f[23] {
+        17 => {
+            let len = usize::from(u16::from_be_bytes([f[38], f[39]]));
+            (len >= crate::udp::HEADER_LEN && l4_len >= len).then_some(false)
+        }
+        6 => {
+            let t = frame.get(L4_AT..).and_then(|b| b.first_chunk::<{ crate::tcp::MIN_HEADER_LEN }>())?;
+            let hl = usize::from(t[12] >> 4) * 4;
+            (hl >= crate::tcp::MIN_HEADER_LEN && l4_len >= hl).then_some(true)
+        }
+        _ => None,
+    }
+}
+
 /// The network layer the walk found. Its fields are read through
 /// [`Headers::ipv4`], [`Headers::ipv6`] and [`Headers::arp`], which hand out
 /// views whose lengths were already checked.
@@ -514,9 +554,9 @@ mod tests {
         (r, h)
     }
 
-    /// The straight-line IPv4 path gives what the general walk gives, for
-    /// every single-byte change of the header bytes it reads and every
-    /// truncation.
+    /// The straight-line IPv4 path gives what the general walk gives, and
+    /// [`fast_shape`] says yes to the same frames, for every single-byte
+    /// change of the header bytes they read and every truncation.
     #[test]
     fn fast_path_agrees_with_the_general_walk() {
         let mut taken = 0;
@@ -550,6 +590,8 @@ mod tests {
                 let mut flagged = Headers::EMPTY;
                 let flags = flagged.parse_fast_tcp_flags(f);
                 assert_eq!(flags.is_some(), again != Headers::EMPTY);
+                // The predicate alone takes the same frames.
+                assert_eq!(fast_shape(f), flags.map(|_| fast.protocol == IpProtocol::Tcp), "frame {f:02x?}");
                 if let Some(bits) = flags {
                     assert_eq!(flagged, fast);
                     let want = match fast.l4 {

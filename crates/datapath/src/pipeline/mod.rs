@@ -400,7 +400,6 @@ impl Pipeline {
         if slow.generation() != self.generation {
             self.revalidate(slow, now);
         }
-        let meta = Metadata::port(in_port);
         let bufs = &batch.as_slice()[..n];
         // Touch every frame's header bytes first: with many frames in
         // flight each one's first load misses cache (and the TLB), and
@@ -414,21 +413,19 @@ impl Pipeline {
             touch ^= f.first().copied().unwrap_or(0) ^ f.get(PARSE_TOUCH).copied().unwrap_or(0);
         }
         std::hint::black_box(touch);
-        let mut bytes = 0u64;
-        for ((buf, key), headers) in bufs.iter().zip(self.keys.iter_mut()).zip(self.headers.iter_mut()) {
-            key.extract_into(buf.as_slice(), &meta, headers);
-            bytes += buf.len() as u64;
-        }
+        let bytes: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         self.stats.bytes += bytes;
         self.stats.packets += n as u64;
         let flows = &mut self.flows[..n];
-        self.cache.lookup_batch(&self.keys[..n], flows);
+        // Bit i: keys[i] and headers[i] hold packet i's (a frame-key hit
+        // builds neither; see the actions below).
+        let extracted = self.cache.classify(bufs, in_port, &mut self.keys[..n], &mut self.headers[..n], flows);
         // Bit i: packet i missed both caches.
         let mut missed = 0u32;
         for (i, f) in flows.iter().enumerate() {
             missed |= u32::from(f.is_none()) << i;
         }
-        let emc_hits = self.cache.emc.stats().hits;
+        let emc_hits = self.cache.emc_hits();
         let hits = (n as u32 - missed.count_ones()) as u64;
         let emc_delta = emc_hits - self.emc_hits_seen;
         self.emc_hits_seen = emc_hits;
@@ -566,6 +563,11 @@ impl Pipeline {
                     }
                 }
             };
+            if extracted & (1 << i) == 0 && !matches!(actions.as_slice(), [Action::Output(_)]) {
+                // A frame-key hit whose actions read the key or the header
+                // offsets.
+                self.keys[i].extract_into(buf.as_slice(), &Metadata::port(in_port), &mut self.headers[i]);
+            }
             exec::run(actions, buf, &self.keys[i], &self.headers[i], pool, out, &mut self.stats, counted);
         }
     }
@@ -607,7 +609,7 @@ impl Pipeline {
     /// Empties both caches.
     pub fn flush(&mut self) {
         self.cache.megaflows.clear();
-        self.cache.emc.clear();
+        self.cache.clear_emc();
     }
 }
 

@@ -147,7 +147,19 @@ fn malformed_frames_are_dropped_by_reason_and_not_cached() {
     assert_eq!(r.pipe.stats().drop_count(PipelineDrop::FlowDrop), 1);
 }
 
-fn actions_on(frame: &[u8], actions: Actions) -> (Vec<(u32, Vec<u8>)>, PipelineStats) {
+/// What one round sent: (port, frame), in send order.
+type Sent = Vec<(u32, Vec<u8>)>;
+
+fn actions_on(frame: &[u8], actions: Actions) -> (Sent, PipelineStats) {
+    let (mut rounds, stats) = actions_on_rounds(&[frame.to_vec()], actions, 1);
+    (rounds.remove(0), stats)
+}
+
+/// `frames` as one batch through a pipeline whose slow path answers
+/// `actions`, `rounds` times, rotated by one each round (an EMC that
+/// admits on every miss: the first round upcalls, the second hits
+/// megaflows, the others the exact-match caches); what each round sent.
+fn actions_on_rounds(frames: &[Vec<u8>], actions: Actions, rounds: usize) -> (Vec<Sent>, PipelineStats) {
     struct Fixed(Actions);
     impl SlowPath for Fixed {
         fn upcall(&self, _: &FlowKey, _: &Headers, _: &[u8], _: u64) -> Upcall {
@@ -160,21 +172,30 @@ fn actions_on(frame: &[u8], actions: Actions) -> (Vec<(u32, Vec<u8>)>, PipelineS
             Revalidation::Keep
         }
     }
-    let mut pipe = Pipeline::new(PipelineConfig::default());
-    let mut pool = BufferPool::with_defaults(8);
+    let mut pipe = Pipeline::new(PipelineConfig { emc_policy: InsertPolicy::Always, ..PipelineConfig::default() });
+    let mut pool = BufferPool::with_defaults(16);
     let mut out = TxQueues::new(4);
-    let mut batch = PacketBatch::new();
-    let mut b = pool.get().unwrap();
-    b.fill(frame).unwrap();
-    batch.push(b).unwrap();
-    pipe.process(1, &mut batch, &mut pool, &Fixed(actions), &mut out, 0);
-    let mut got = Vec::new();
-    for p in out.dirty().to_vec() {
-        for b in out.batch_mut(p).unwrap().drain() {
-            got.push((p, b.as_slice().to_vec()));
+    let slow = Fixed(actions);
+    let mut all = Vec::new();
+    for r in 0..rounds {
+        let mut batch = PacketBatch::new();
+        for j in 0..frames.len() {
+            let mut b = pool.get().unwrap();
+            b.fill(&frames[(j + r) % frames.len()]).unwrap();
+            batch.push(b).unwrap();
         }
+        pipe.process(1, &mut batch, &mut pool, &slow, &mut out, 0);
+        let mut got = Vec::new();
+        for p in out.dirty().to_vec() {
+            for b in out.batch_mut(p).unwrap().drain() {
+                got.push((p, b.as_slice().to_vec()));
+                pool.put(b);
+            }
+        }
+        out.clear_dirty();
+        all.push(got);
     }
-    (got, pipe.stats())
+    (all, pipe.stats())
 }
 
 fn ipv4_and_udp_checksums_ok(f: &[u8]) -> bool {
@@ -215,6 +236,51 @@ fn rewrites_keep_checksums_valid_and_copies_see_the_packet_as_it_was() {
     assert_eq!(untagged[22], 63, "TTL decremented");
     assert_eq!(&untagged[36..38], &53u16.to_be_bytes());
     assert!(ipv4_and_udp_checksums_ok(&untagged), "checksums must be updated, not broken");
+}
+
+#[test]
+fn exact_match_hits_run_the_same_actions_as_misses() {
+    // Actions that read the key (the VXLAN source port is its hash) and
+    // the header offsets (rewrites): an exact-match hit on the frame key
+    // builds neither unless the actions need them.
+    let vxlan = sluice_flow::TunnelSpec {
+        kind: sluice_flow::TunnelKind::Vxlan,
+        src_mac: MacAddr(A),
+        dst_mac: MacAddr(B),
+        src: [192, 0, 2, 1].into(),
+        dst: [192, 0, 2, 2].into(),
+        key: 77,
+    };
+    let lists = [
+        Actions::builder()
+            .push(Action::Output(3))
+            .push(Action::SetIpv4Src([192, 168, 1, 1].into()))
+            .push(Action::DecTtl)
+            .push(Action::PushVlan { tpid: 0x8100, tci: 42 })
+            .push(Action::Output(2))
+            .build()
+            .unwrap(),
+        Actions::builder().tunnel_push(vxlan, 2).build().unwrap(),
+        Actions::output(3),
+    ];
+    // Each packet lands in the slot another's key and offsets were in the
+    // round before: stale ones would show (a UDP and a TCP frame, whose
+    // rewrites differ; two VLAN-tagged frames, which have no frame key).
+    let mut tcp = udp(B, A, None, 9);
+    tcp[23] = 6;
+    tcp[46..48].copy_from_slice(&[0x50, 0x18]);
+    let tagged = [udp(A, B, Some(5), 7), udp(A, B, Some(6), 8)];
+    for (n, acts) in lists.into_iter().enumerate() {
+        for frames in [vec![udp(A, B, None, 7), tcp.clone()], tagged.to_vec()] {
+            let (mut rounds, s) = actions_on_rounds(&frames, acts.clone(), 4);
+            rounds.iter_mut().for_each(|r| r.sort());
+            assert!(!rounds[0].is_empty(), "list {n}: the upcalls' packets were sent");
+            for r in &rounds[1..] {
+                assert_eq!(r, &rounds[0], "list {n}: a cached packet must be treated as the first");
+            }
+            assert_eq!((s.upcalls, s.megaflow_hits, s.emc_hits), (2, 2, 4), "list {n}");
+        }
+    }
 }
 
 #[test]

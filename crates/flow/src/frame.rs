@@ -1,0 +1,267 @@
+//! [`FrameKey`]: the exact-match key of a frame of the common shape, read
+//! straight from its header bytes, so that an exact-match hit needs no
+//! [`FlowKey`] at all.
+//!
+//! Most frames a datapath sees are untagged Ethernet, IPv4 without options,
+//! not a fragment, UDP or TCP ([`sluice_packet::headers::fast_shape`]). For
+//! such a frame the flow key is a function of fixed header bytes and the
+//! input port: the MACs, TOS, TTL, protocol, addresses, ports and TCP
+//! flags. A frame key is those bytes, the others masked to zero (lengths,
+//! identification, checksums, sequence numbers, payload), loaded as six
+//! words, plus the input port. Two frames with equal frame keys therefore
+//! have equal flow keys, and the exact-match cache may map a frame key to
+//! the megaflow that the flow key matched: the hit costs a shape check, six
+//! loads and masks, a hash and a compare, where building the 18-word flow
+//! key costs about twice that (measured, `BENCHMARKS.md`).
+//!
+//! The shape check is the one the flow-key extractor's own straight line
+//! takes, and the property that equal frame keys mean equal flow keys is
+//! tested on random frames and byte changes (and fuzzed). Frames of any
+//! other shape have no frame key; the caches use their flow key.
+
+use sluice_packet::headers::fast_shape;
+
+use crate::emc::ExactKey;
+use crate::hash::hash_four;
+
+/// Header bytes a frame key covers (TCP flags end at byte 47).
+pub const FRAME_KEY_BYTES: usize = 48;
+
+/// Which bits of each of the six header words a frame key keeps (words
+/// read little-endian: byte `8 * i + j` is bits `8 * j..8 * j + 8` of
+/// word `i`). The last word's mask depends on the protocol.
+const MASK: [u64; 5] = [
+    // 0..8: destination MAC, source MAC's first two bytes.
+    u64::MAX,
+    // 8..16: the rest of the source MAC, EtherType, version and IHL, TOS.
+    u64::MAX,
+    // 16..24: total length, identification, flags and offset (out);
+    // TTL (22), protocol (23).
+    0xffff << 48,
+    // 24..32: checksum (out); source address, first two bytes of the
+    // destination.
+    !0xffff,
+    // 32..40: the rest of the destination, ports (32..38); UDP length or
+    // TCP sequence (out).
+    0xffff_ffff_ffff,
+];
+/// Bytes 40..48 for TCP: the low bit of 46 (NS) and 47, the other flags.
+/// (For UDP they are payload, out.)
+const TCP_FLAGS_MASK: u64 = 0xff01 << 48;
+
+/// The exact-match key of a frame of the common shape (see the module
+/// docs). Seven words: six of masked header bytes, then the input port.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameKey {
+    w: [u64; 7],
+}
+
+impl core::fmt::Debug for FrameKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "FrameKey(in_port {}, {:016x?})", self.w[6], &self.w[..6])
+    }
+}
+
+impl FrameKey {
+    /// The all-zero key (no frame has it: byte 14 of a keyed frame is 0x45).
+    pub const ZERO: FrameKey = FrameKey { w: [0; 7] };
+
+    /// The key of `frame`, received on `in_port` with no other metadata
+    /// (what [`crate::Metadata::port`] describes), or `None` when the frame
+    /// is not of the common shape.
+    #[inline(always)]
+    pub fn extract(frame: &[u8], in_port: u32) -> Option<FrameKey> {
+        let tcp = fast_shape(frame)?;
+        // A UDP frame may end before byte 48 (a TCP one may not): no key.
+        let b = frame.first_chunk::<FRAME_KEY_BYTES>()?;
+        let word = |i: usize| {
+            u64::from_le_bytes([
+                b[8 * i],
+                b[8 * i + 1],
+                b[8 * i + 2],
+                b[8 * i + 3],
+                b[8 * i + 4],
+                b[8 * i + 5],
+                b[8 * i + 6],
+                b[8 * i + 7],
+            ])
+        };
+        let last = if tcp { TCP_FLAGS_MASK } else { 0 };
+        Some(FrameKey {
+            w: [
+                word(0) & MASK[0],
+                word(1) & MASK[1],
+                word(2) & MASK[2],
+                word(3) & MASK[3],
+                word(4) & MASK[4],
+                word(5) & last,
+                u64::from(in_port),
+            ],
+        })
+    }
+
+    /// The input port.
+    pub fn in_port(&self) -> u32 {
+        self.w[6] as u32
+    }
+
+    /// The key's hash, for the exact-match cache: the seven words folded
+    /// into four (rotated so that the few bits the mask keeps in the third
+    /// and sixth words, and the port, land on bits that are constant for
+    /// IPv4 or rarely vary), then two multiplies.
+    #[inline(always)]
+    pub fn hash(&self) -> u64 {
+        let w = &self.w;
+        hash_four(&[
+            w[0],
+            // EtherType (bits 32..48) takes TTL and protocol; the source
+            // MAC's last two bytes (bits 16..32) take the TCP flags.
+            w[1] ^ w[2].rotate_right(16) ^ w[5].rotate_right(32),
+            w[3],
+            // Bytes 38..40 (bits 48..64) are always masked out.
+            w[4] ^ w[6].rotate_right(16),
+        ])
+    }
+}
+
+impl ExactKey for FrameKey {
+    const ZERO: FrameKey = FrameKey::ZERO;
+
+    /// All seven words XORed and ORed, one test at the end. The OR goes
+    /// through [`core::hint::black_box`]: without it LLVM turns the
+    /// expression into seven compare-and-branch pairs (seen in the
+    /// disassembly). Unlike the flow key's compare, the probed key is not
+    /// made opaque too: it would be stored to be loaded again as vectors,
+    /// and a 16-byte load of two 8-byte stores waits for them to retire
+    /// (measured: 3-7 % slower).
+    #[inline(always)]
+    fn same(&self, other: &FrameKey) -> bool {
+        let (a, b) = (&self.w, &other.w);
+        let mut d = 0;
+        for i in 0..a.len() {
+            d |= a[i] ^ b[i];
+        }
+        core::hint::black_box(d) == 0
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    /// An untagged IPv4 frame of the common shape: TCP with 20-byte header
+    /// when `tcp`, else UDP; `len` bytes in all (at least 54 / 42).
+    pub(crate) fn frame(tcp: bool, len: usize, seed: u64) -> Vec<u8> {
+        let mut f = vec![0u8; len];
+        let mut x = seed | 1;
+        for b in f.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        f[0] &= 0xfe; // unicast destination
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&((len - 14) as u16).to_be_bytes());
+        f[20] &= 0x40; // DF or nothing: not a fragment
+        f[21] = 0;
+        if tcp {
+            f[23] = 6;
+            f[46] = 0x50 | (f[46] & 0x01);
+        } else {
+            f[23] = 17;
+            f[38..40].copy_from_slice(&((len - 34) as u16).to_be_bytes());
+        }
+        f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::frame;
+    use super::*;
+    use crate::key::{FlowKey, Metadata};
+    use proptest::prelude::*;
+    use sluice_packet::Headers;
+
+    fn flow_key(f: &[u8], port: u32) -> FlowKey {
+        FlowKey::extract(f, &Metadata::port(port), &mut Headers::EMPTY.clone())
+    }
+
+    #[test]
+    fn common_shapes_have_keys_and_others_do_not() {
+        let tcp = frame(true, 60, 1);
+        let udp = frame(false, 60, 2);
+        assert!(FrameKey::extract(&tcp, 1).is_some());
+        assert!(FrameKey::extract(&udp, 1).is_some());
+        // A UDP frame that ends before byte 48 has no key (but a flow key).
+        assert!(FrameKey::extract(&frame(false, 46, 3), 1).is_none());
+        let mut tagged = udp.clone();
+        tagged[12..14].copy_from_slice(&[0x81, 0x00]);
+        assert!(FrameKey::extract(&tagged, 1).is_none());
+        let mut options = tcp.clone();
+        options[14] = 0x46;
+        assert!(FrameKey::extract(&options, 1).is_none());
+        let mut fragment = udp.clone();
+        fragment[20] |= 0x20;
+        assert!(FrameKey::extract(&fragment, 1).is_none());
+        let mut icmp = udp.clone();
+        icmp[23] = 1;
+        assert!(FrameKey::extract(&icmp, 1).is_none());
+        // The port is part of the key.
+        assert_ne!(FrameKey::extract(&tcp, 1), FrameKey::extract(&tcp, 2));
+    }
+
+    #[test]
+    fn masked_out_bytes_do_not_change_the_key_and_kept_ones_do() {
+        for tcp in [false, true] {
+            let f = frame(tcp, 64, 7);
+            let k = FrameKey::extract(&f, 3).unwrap();
+            for at in 0..FRAME_KEY_BYTES {
+                let mut g = f.clone();
+                g[at] ^= 0x01;
+                // Offsets 14 and 46 (TCP) change the shape or the header
+                // length: the key may vanish; never may it stay equal while
+                // the flow key changes.
+                match FrameKey::extract(&g, 3) {
+                    Some(k2) if k2 == k => assert_eq!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp})"),
+                    Some(_) => assert_ne!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp})"),
+                    None => {}
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The property the exact-match cache relies on: frames with equal
+        /// frame keys have equal flow keys; and a frame has a key exactly
+        /// when the flow key's straight line takes it (and it is 48 bytes
+        /// or more).
+        #[test]
+        fn equal_frame_keys_mean_equal_flow_keys(
+            tcp in any::<bool>(),
+            len in 54usize..96,
+            seed in any::<u64>(),
+            edits in proptest::collection::vec((0usize..96, any::<u8>()), 0..6),
+            cut in 0usize..8,
+        ) {
+            let f = frame(tcp, len, seed);
+            let mut g = f.clone();
+            for (at, v) in edits {
+                if let Some(b) = g.get_mut(at) {
+                    *b = v;
+                }
+            }
+            g.truncate(len - cut);
+            let (kf, kg) = (FrameKey::extract(&f, 5), FrameKey::extract(&g, 5));
+            prop_assert!(kf.is_some());
+            let mut h = Headers::EMPTY;
+            prop_assert_eq!(kg.is_some(), g.len() >= FRAME_KEY_BYTES && h.parse_fast(&g));
+            if kf == kg {
+                prop_assert_eq!(flow_key(&f, 5), flow_key(&g, 5));
+                prop_assert_eq!(kf.map(|k| k.hash()), kg.map(|k| k.hash()));
+            }
+        }
+    }
+}
