@@ -29,8 +29,7 @@ pub const FAST_L4_OFFSET: usize = crate::ethernet::HEADER_LEN + ipv4::MIN_HEADER
 /// takes (untagged Ethernet, IPv4 with a 20-byte header, not a fragment, a
 /// total length within the frame, a complete UDP or TCP header within
 /// that), and if so whether it is TCP. It makes the same checks as
-/// `parse_fast`, without reading the fields (a unit test and the
-/// `flow_key` fuzz target hold the two to the same answer).
+/// `parse_fast` (the same functions), without reading the fields.
 ///
 /// When it says yes, what the walk finds depends only on bytes at fixed
 /// offsets: the MACs (0..12), TOS (15), TTL (22), protocol (23), addresses
@@ -39,30 +38,48 @@ pub const FAST_L4_OFFSET: usize = crate::ethernet::HEADER_LEN + ipv4::MIN_HEADER
 /// is).
 #[inline(always)]
 pub fn fast_shape(frame: &[u8]) -> Option<bool> {
-    const L3_AT: usize = crate::ethernet::HEADER_LEN;
-    const L4_AT: usize = FAST_L4_OFFSET;
-    let f = frame.first_chunk::<{ L4_AT + crate::udp::HEADER_LEN }>()?;
+    let (f, l4_len) = fast_ipv4(frame)?;
+    match f[23] {
+        17 => fast_udp(f, l4_len).then_some(false),
+        6 => fast_tcp(frame, l4_len).map(|_| true),
+        _ => None,
+    }
+}
+
+/// The common shape's Ethernet and IPv4 checks: its first 42 bytes (up to
+/// the end of a UDP header) and the L4 length.
+#[inline(always)]
+fn fast_ipv4(frame: &[u8]) -> Option<(&[u8; FAST_L4_OFFSET + crate::udp::HEADER_LEN], usize)> {
+    let f = frame.first_chunk::<{ FAST_L4_OFFSET + crate::udp::HEADER_LEN }>()?;
+    // EtherType 0x0800, then version 4 with a 20-byte header (0x45).
     if u32::from_le_bytes([f[12], f[13], f[14], 0]) != 0x0045_0008 {
         return None;
     }
     let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
+    // Neither "more fragments" nor an offset: `Fragment::No`.
     let not_fragment = u16::from_be_bytes([f[20], f[21]]) & 0x3fff == 0;
-    if !not_fragment || total < ipv4::MIN_HEADER_LEN || frame.len() - L3_AT < total {
+    if !not_fragment || total < ipv4::MIN_HEADER_LEN || frame.len() - crate::ethernet::HEADER_LEN < total {
         return None;
     }
-    let l4_len = total - ipv4::MIN_HEADER_LEN;
-    match f[23] {
-        17 => {
-            let len = usize::from(u16::from_be_bytes([f[38], f[39]]));
-            (len >= crate::udp::HEADER_LEN && l4_len >= len).then_some(false)
-        }
-        6 => {
-            let t = frame.get(L4_AT..).and_then(|b| b.first_chunk::<{ crate::tcp::MIN_HEADER_LEN }>())?;
-            let hl = usize::from(t[12] >> 4) * 4;
-            (hl >= crate::tcp::MIN_HEADER_LEN && l4_len >= hl).then_some(true)
-        }
-        _ => None,
-    }
+    Some((f, total - ipv4::MIN_HEADER_LEN))
+}
+
+/// The common shape's UDP check. (The general walk also requires
+/// `l4_len >= 8`; that follows from these two, so it costs no separate
+/// compare here.)
+#[inline(always)]
+fn fast_udp(f: &[u8; FAST_L4_OFFSET + crate::udp::HEADER_LEN], l4_len: usize) -> bool {
+    let len = usize::from(u16::from_be_bytes([f[38], f[39]]));
+    len >= crate::udp::HEADER_LEN && l4_len >= len
+}
+
+/// The common shape's TCP check: the TCP header and its length. (As for
+/// UDP, `l4_len >= 20` follows.)
+#[inline(always)]
+fn fast_tcp(frame: &[u8], l4_len: usize) -> Option<(&[u8; crate::tcp::MIN_HEADER_LEN], usize)> {
+    let t = frame.get(FAST_L4_OFFSET..).and_then(|b| b.first_chunk::<{ crate::tcp::MIN_HEADER_LEN }>())?;
+    let hl = usize::from(t[12] >> 4) * 4;
+    (hl >= crate::tcp::MIN_HEADER_LEN && l4_len >= hl).then_some((t, hl))
 }
 
 /// The network layer the walk found. Its fields are read through
@@ -217,44 +234,20 @@ impl Headers {
     /// carrying an unfragmented IPv4 packet without options and a UDP or
     /// TCP header. Every check of the general walk is made here too (on
     /// fixed offsets, so the compiler needs no bounds checks and no enum
-    /// conversions); anything else returns `None` having written nothing,
-    /// and the general walk takes over. The result is identical to the
+    /// conversions; the checks are [`fast_shape`]'s); anything else returns
+    /// `None` having written nothing, and the general walk takes over. The result is identical to the
     /// general walk's (the `frame` fuzz target and the unit tests compare
     /// them). On success it returns the TCP flags (0 for UDP).
     #[inline(always)]
     fn parse_ipv4_fast(&mut self, frame: &[u8]) -> Option<u16> {
         const L3_AT: usize = crate::ethernet::HEADER_LEN;
         const L4_AT: usize = FAST_L4_OFFSET;
-        let f = frame.first_chunk::<{ L4_AT + crate::udp::HEADER_LEN }>()?;
-        // EtherType 0x0800, then version 4 with a 20-byte header (0x45).
-        if u32::from_le_bytes([f[12], f[13], f[14], 0]) != 0x0045_0008 {
-            return None;
-        }
-        let total = usize::from(u16::from_be_bytes([f[16], f[17]]));
-        // Neither "more fragments" nor an offset: `Fragment::No`.
-        let not_fragment = u16::from_be_bytes([f[20], f[21]]) & 0x3fff == 0;
-        if !not_fragment || total < ipv4::MIN_HEADER_LEN || frame.len() - L3_AT < total {
-            return None;
-        }
-        let l4_len = total - ipv4::MIN_HEADER_LEN;
+        let (f, l4_len) = fast_ipv4(frame)?;
         let (src_port, dst_port) = (u16::from_be_bytes([f[34], f[35]]), u16::from_be_bytes([f[36], f[37]]));
         let (protocol, l4, hl, tcp_flags) = match f[23] {
-            17 => {
-                let len = usize::from(u16::from_be_bytes([f[38], f[39]]));
-                // The general walk also requires `l4_len >= 8`; that follows
-                // from these two, so it costs no separate compare here.
-                if len < crate::udp::HEADER_LEN || l4_len < len {
-                    return None;
-                }
-                (IpProtocol::Udp, L4::Udp { src_port, dst_port }, crate::udp::HEADER_LEN, 0)
-            }
+            17 if fast_udp(f, l4_len) => (IpProtocol::Udp, L4::Udp { src_port, dst_port }, crate::udp::HEADER_LEN, 0),
             6 => {
-                let t = frame.get(L4_AT..).and_then(|b| b.first_chunk::<{ crate::tcp::MIN_HEADER_LEN }>())?;
-                let hl = usize::from(t[12] >> 4) * 4;
-                // As for UDP: `l4_len >= 20` follows from these two.
-                if hl < crate::tcp::MIN_HEADER_LEN || l4_len < hl {
-                    return None;
-                }
+                let (t, hl) = fast_tcp(frame, l4_len)?;
                 let bits = u16::from_be_bytes([t[12], t[13]]) & 0x01ff;
                 (IpProtocol::Tcp, L4::Tcp { src_port, dst_port, flags: crate::tcp::TcpFlags(bits) }, hl, bits)
             }

@@ -2,6 +2,12 @@
 //! megaflow cache → upcall to the slow path → actions, one batch of up to
 //! [`MAX_BATCH`] packets at a time, with the actions run per flow.
 //!
+//! The caches are asked with frames ([`FlowCache::classify`]): a frame of
+//! the common shape (untagged IPv4 UDP or TCP) that hits the exact-match
+//! cache on its frame key gets no flow key and no parsed headers, unless
+//! its actions need them (anything but a single output), in which case
+//! they are built just before the actions run.
+//!
 //! [`Pipeline::process`] takes the batch a port received and leaves every
 //! packet either in a [`TxQueues`] batch for its output port (the caller
 //! transmits them) or back in the pool, counted in [`PipelineStats`] by why
