@@ -109,18 +109,13 @@ impl FlowCache {
         let (frames, keys, headers, out) = (&frames[..n], &mut keys[..n], &mut headers[..n], &mut out[..n]);
         let meta = Metadata::port(in_port);
         let all = low_bits(n);
-        if self.bypass {
-            self.since_sample += 1;
-            if self.since_sample < SAMPLE_EVERY {
-                self.emc.count_bypassed();
-                for ((f, k), h) in frames.iter().zip(keys.iter_mut()).zip(headers.iter_mut()) {
-                    k.extract_into(f.as_ref(), &meta, h);
-                }
-                out.fill(None);
-                self.megaflows.lookup_pending(keys, all, out);
-                return all;
+        if self.skip_emc() {
+            for ((f, k), h) in frames.iter().zip(keys.iter_mut()).zip(headers.iter_mut()) {
+                k.extract_into(f.as_ref(), &meta, h);
             }
-            self.since_sample = 0;
+            out.fill(None);
+            self.megaflows.lookup_pending(keys, all, out);
+            return all;
         }
         // Frame keys first: bit i of `framed_miss` for a keyed frame that
         // missed, of `unframed` for a frame of another shape.
@@ -218,15 +213,10 @@ impl FlowCache {
     pub fn lookup_batch(&mut self, keys: &[FlowKey], out: &mut [Option<FlowId>]) {
         let n = keys.len().min(out.len()).min(BATCH);
         let (keys, out) = (&keys[..n], &mut out[..n]);
-        if self.bypass {
-            self.since_sample += 1;
-            if self.since_sample < SAMPLE_EVERY {
-                self.emc.count_bypassed();
-                out.fill(None);
-                self.megaflows.lookup_pending(keys, low_bits(n), out);
-                return;
-            }
-            self.since_sample = 0;
+        if self.skip_emc() {
+            out.fill(None);
+            self.megaflows.lookup_pending(keys, low_bits(n), out);
+            return;
         }
         // One pass: hash, probe, check the megaflow is alive. A miss bit per
         // key instead of filtering `Option`s, and the counters added once.
@@ -267,6 +257,22 @@ impl FlowCache {
                 self.emc.offer(k, k.hash(), *id);
             }
         }
+    }
+
+    /// Whether this batch skips the EMC: while bypassing, all but one
+    /// batch in [`SAMPLE_EVERY`] (counted as bypassed).
+    #[inline(always)]
+    fn skip_emc(&mut self) -> bool {
+        if !self.bypass {
+            return false;
+        }
+        self.since_sample += 1;
+        if self.since_sample < SAMPLE_EVERY {
+            self.emc.count_bypassed();
+            return true;
+        }
+        self.since_sample = 0;
+        false
     }
 
     /// A window of EMC lookups is complete: bypass the EMC from now on if
