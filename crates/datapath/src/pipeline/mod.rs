@@ -414,12 +414,13 @@ impl Pipeline {
         // one or two packets at a time. (A plain load: this crate has no
         // `unsafe`, and stable Rust has no safe prefetch.)
         let mut touch = 0u8;
+        let mut bytes = 0u64;
         for buf in bufs {
             let f = buf.as_slice();
             touch ^= f.first().copied().unwrap_or(0) ^ f.get(PARSE_TOUCH).copied().unwrap_or(0);
+            bytes += f.len() as u64;
         }
         std::hint::black_box(touch);
-        let bytes: u64 = bufs.iter().map(|b| b.len() as u64).sum();
         self.stats.bytes += bytes;
         self.stats.packets += n as u64;
         let flows = &mut self.flows[..n];
