@@ -6,10 +6,16 @@
 //! frames. What it prints is a floor for the 1M-flow pipeline benchmark on
 //! this machine; BENCHMARKS.md ("sluice-flow") uses it.
 //!
-//! `memory_floor [index MB] [slab MB] [1|2 slot lines]` (default 16 128 2).
+//! `memory_floor [index MB] [slab MB] [1|2 slot lines] [huge|small]`
+//! (default 16 128 2 huge): `huge` allocates as the `sluice` binary does
+//! (`sluice_mem::HugePages`: the tables on transparent huge pages),
+//! `small` the same without the huge-page advice (4 KB pages).
 
 use std::hint::black_box;
 use std::time::Instant;
+
+#[global_allocator]
+static ALLOC: sluice_mem::HugePages = sluice_mem::HugePages;
 
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
@@ -36,6 +42,8 @@ fn main() {
     let index_mb = args.next().filter(|&v| v > 0).unwrap_or(16);
     let slab_mb = args.next().filter(|&v| v > 0).unwrap_or(128);
     let both = args.next().unwrap_or(2) != 1;
+    let small = std::env::args().nth(4).as_deref() == Some("small");
+    sluice_mem::set_huge_pages(!small);
     let (nl, ns) = (index_mb << 14, slab_mb << 13);
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     let mut next = move || {
@@ -69,8 +77,9 @@ fn main() {
         }
         let ns_per = t.elapsed().as_nanos() as f64 / PACKETS as f64;
         println!(
-            "round {round}: bucket line in {index_mb} MB, then {} slot line(s) in {slab_mb} MB: {ns_per:.1} ns per packet",
-            if both { 2 } else { 1 }
+            "round {round}: bucket line in {index_mb} MB, then {} slot line(s) in {slab_mb} MB, {} pages: {ns_per:.1} ns per packet",
+            if both { 2 } else { 1 },
+            if small { "4 KB" } else { "huge" }
         );
         black_box(acc);
     }

@@ -131,10 +131,12 @@ pub(crate) fn hash_masked(
     n: usize,
 ) -> u64 {
     // Words from `n` on have a zero mask, so hashing them adds nothing:
-    // two unrolled lengths cover nearly every mask with one predictable
-    // branch.
+    // three unrolled lengths cover nearly every mask (a five-tuple is five
+    // words) with predictable branches.
     if n <= 4 {
         hash_n::<4>(key, idx, mask, mult)
+    } else if n <= 6 {
+        hash_n::<6>(key, idx, mask, mult)
     } else if n <= 8 {
         hash_n::<8>(key, idx, mask, mult)
     } else {

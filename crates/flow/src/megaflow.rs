@@ -254,6 +254,24 @@ struct Entries<'a> {
     wide: &'a [[u64; WIDE]],
 }
 
+/// The first subtable of a lookup, started key by key as a caller builds
+/// a batch's keys (see [`MegaflowCache::early`]).
+pub(crate) struct Early<'a> {
+    first: &'a Subtable,
+}
+
+impl Early<'_> {
+    /// `key`'s hash in the first subtable, its bucket asked for.
+    #[inline(always)]
+    pub(crate) fn start(&self, key: &FlowKey) -> u64 {
+        let h = self.first.hash(key);
+        if let Some(b) = self.first.buckets.get(h as usize & (self.first.buckets.len() - 1)) {
+            prefetch::read(b);
+        }
+        h
+    }
+}
+
 impl Subtable {
     fn new(mask: Mask) -> Subtable {
         let mut words = [Word::W0; KEY_WORDS];
@@ -368,26 +386,109 @@ impl Subtable {
     /// nanoseconds), longer than a DRAM miss that also walks the page
     /// tables in a virtual machine, and the misses of a pass are all in
     /// flight together. Returns the keys still pending.
-    fn lookup_deep(&mut self, e: &Entries<'_>, keys: &[FlowKey], pending: u64, out: &mut [Option<FlowId>]) -> u64 {
-        let cap = self.buckets.len() - 1;
-        let mut hashes = [0u64; BATCH];
-        self.hash_pending(keys, pending, &mut hashes);
-        for i in bits(pending) {
-            prefetch::read(&self.buckets[hashes[i] as usize & cap]);
+    fn lookup_deep(
+        &mut self,
+        e: &Entries<'_>,
+        keys: &[FlowKey],
+        pending: u64,
+        early: Option<&[u64; BATCH]>,
+        out: &mut [Option<FlowId>],
+    ) -> u64 {
+        // The compare unrolled for the usual widths (words past `n` are
+        // zero in both the slot and the mask, so comparing them is free of
+        // effect), as `hash_masked` unrolls the hash.
+        if self.n <= 4 {
+            self.lookup_deep_n::<4>(e, keys, pending, early, out)
+        } else if self.n <= 6 {
+            self.lookup_deep_n::<6>(e, keys, pending, early, out)
+        } else if self.n <= 8 {
+            self.lookup_deep_n::<8>(e, keys, pending, early, out)
+        } else {
+            self.lookup_deep_n::<0>(e, keys, pending, early, out)
         }
+    }
+
+    /// [`lookup_deep`](Self::lookup_deep) comparing `N` inline words (0:
+    /// all of them, and the wide ones). The candidate found while
+    /// prefetching is kept, so the last pass compares it straight away;
+    /// only keys whose bucket has more than one candidate or overflowed
+    /// take the full probe when it is not theirs.
+    #[inline(always)]
+    fn lookup_deep_n<const N: usize>(
+        &mut self,
+        e: &Entries<'_>,
+        keys: &[FlowKey],
+        mut pending: u64,
+        early: Option<&[u64; BATCH]>,
+        out: &mut [Option<FlowId>],
+    ) -> u64 {
+        let cap = self.buckets.len() - 1;
+        let mut own = [0u64; BATCH];
+        let hashes = match early {
+            // Hashed, and the buckets asked for, as the keys were built.
+            Some(h) => h,
+            None => {
+                self.hash_pending(keys, pending, &mut own);
+                for i in bits(pending) {
+                    prefetch::read(&self.buckets[own[i] as usize & cap]);
+                }
+                &own
+            }
+        };
+        // Per key: its first candidate (or none), whether it may be here at
+        // all (a candidate, or overflow), and whether it needs the full
+        // probe when the candidate is not it.
+        let mut cand = [u32::MAX; BATCH];
+        let (mut maybe, mut slow) = (0u64, 0u64);
         for i in bits(pending) {
             let h = hashes[i];
             let bucket = &self.buckets[h as usize & cap];
             let c = matching_cells(bucket, signature(h));
             if c != 0 {
                 let idx = bucket.cells[c.trailing_zeros() as usize % CELLS].wrapping_sub(1);
+                cand[i] = idx;
                 if let Some(s) = e.slots.get(idx as usize) {
                     prefetch::read(s);
                     prefetch::read(&s.words[INLINE - 1]);
                 }
             }
+            maybe |= u64::from(c != 0 || bucket.overflow != 0) << i;
+            slow |= u64::from(c & c.wrapping_sub(1) != 0 || bucket.overflow != 0) << i;
         }
-        self.probe_keys(e, keys, &hashes, pending, pending, out)
+        for i in bits(maybe) {
+            let key = &keys[i];
+            let idx = cand[i];
+            let same = match e.slots.get(idx as usize) {
+                Some(s) if N > 0 => self.inline_eq::<N>(s, key),
+                Some(_) => self.entry_eq(e, idx as usize, key),
+                None => false,
+            };
+            let found = if same {
+                Some(idx)
+            } else if slow & (1 << i) != 0 {
+                self.probe(e, key, hashes[i])
+            } else {
+                None
+            };
+            if let Some(idx) = found {
+                out[i] = Some(FlowId { idx, generation: e.slots.get(idx as usize).map_or(0, |s| s.generation) });
+                pending &= !(1 << i);
+                self.hits += 1;
+            }
+        }
+        pending
+    }
+
+    /// Whether slot `s` holds `key`, comparing the first `N` inline words
+    /// only: right when the mask has at most `N` words (`N` ≤ [`INLINE`]).
+    #[inline(always)]
+    fn inline_eq<const N: usize>(&self, s: &Slot, key: &FlowKey) -> bool {
+        let k = key.words();
+        let mut diff = 0;
+        for j in 0..N.min(INLINE) {
+            diff |= s.words[j] ^ (k[self.words[j] as usize] & self.mw[j]);
+        }
+        diff == 0
     }
 
     /// Probes the keys whose bit is set in `set` (their hashes in
@@ -644,18 +745,50 @@ impl MegaflowCache {
     /// other, down to the entry's slot (which the caller's
     /// [`account`](Self::account) and [`actions`](Self::actions) read next).
     pub(crate) fn lookup_pending(&mut self, keys: &[FlowKey], pending: u64, out: &mut [Option<FlowId>]) {
+        self.lookup_started(keys, pending, None, out);
+    }
+
+    /// For a caller that builds a batch's keys one at a time: when the
+    /// slab is beyond the caches, the subtable a lookup visits first, so
+    /// that each key's bucket there is asked for as soon as the key exists
+    /// ([`Early::start`]) and arrives while the next keys are built. The
+    /// hashes go back to [`lookup_started`](Self::lookup_started).
+    #[inline]
+    pub(crate) fn early(&self) -> Option<Early<'_>> {
+        let first = *self.order.first()?;
+        self.deep().then(|| Early { first: &self.subtables[usize::from(first)] })
+    }
+
+    /// Whether the slab is beyond the caches, so that lookups prefetch.
+    #[inline]
+    pub(crate) fn deep(&self) -> bool {
+        self.slots.len() >= PREFETCH_MIN_SLOTS
+    }
+
+    /// [`lookup_pending`](Self::lookup_pending), given the first
+    /// subtable's hash of every pending key from [`early`](Self::early)
+    /// (whose buckets were prefetched then), or `None`.
+    pub(crate) fn lookup_started(
+        &mut self,
+        keys: &[FlowKey],
+        pending: u64,
+        early: Option<&[u64; BATCH]>,
+        out: &mut [Option<FlowId>],
+    ) {
         let n = keys.len().min(out.len()).min(BATCH);
         let mut pending = pending & ((1u64 << n) - 1);
         let mut hashes = [0u64; BATCH];
         let e = Entries { slots: &self.slots, wide: &self.wide };
-        let deep = self.slots.len() >= PREFETCH_MIN_SLOTS;
+        let deep = self.deep();
+        // `early` hashed for the first subtable in `order`, and only when deep.
+        let mut early = early.filter(|_| deep);
         for &si in &self.order {
             if pending == 0 {
                 break;
             }
             let st = &mut self.subtables[usize::from(si)];
             if deep {
-                pending = st.lookup_deep(&e, keys, pending, out);
+                pending = st.lookup_deep(&e, keys, pending, early.take(), out);
                 continue;
             }
             // Three passes, no prefetch: all hashes; then every key's
@@ -971,28 +1104,39 @@ mod tests {
     #[test]
     fn batch_in_a_subtable_beyond_the_prefetch_threshold_agrees() {
         // Enough entries for a slab of at least PREFETCH_MIN_SLOTS slots,
-        // so that `lookup_batch` takes the prefetching pipeline.
-        let mut c = MegaflowCache::new(1 << 20);
-        let mask = Mask::of(&[Field::InPort, Field::TpDst]);
-        let n = PREFETCH_MIN_SLOTS as u32 * 2;
-        for i in 0..n {
-            c.install(&key(i, (i % 7) as u16), &mask, Actions::output(i), 0).unwrap();
-        }
-        assert!(c.slots.len() >= PREFETCH_MIN_SLOTS);
-        // Hits and misses (wrong tp_dst), in odd batch sizes.
-        let keys: Vec<FlowKey> =
-            (0..1000u32).map(|j| key(j * 61 % n, (j * 61 % n % 7) as u16 + u16::from(j % 5 == 0))).collect();
-        for len in [1, 7, 31, 32] {
-            for chunk in keys.chunks(len) {
-                let mut out = [None; BATCH];
-                c.lookup_batch(chunk, &mut out);
-                for (k, o) in chunk.iter().zip(out) {
-                    assert_eq!(o, c.lookup(k));
+        // so that `lookup_batch` takes the prefetching pipeline; one mask
+        // per compare width it unrolls (up to 4 words, 6, 8, and a mask
+        // wider than a slot holds inline).
+        let masks = [
+            Mask::of(&[Field::InPort, Field::TpDst]),
+            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src]),
+            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src])
+                .with(Field::Ipv4Dst, u128::MAX)
+                .with(Field::Reg0, u128::MAX),
+            Mask::from_words([u64::MAX; KEY_WORDS]),
+        ];
+        for mask in &masks {
+            let mut c = MegaflowCache::new(1 << 20);
+            let n = PREFETCH_MIN_SLOTS as u32 * 2;
+            for i in 0..n {
+                c.install(&key(i, (i % 7) as u16), mask, Actions::output(i), 0).unwrap();
+            }
+            assert!(c.deep());
+            // Hits and misses (wrong tp_dst), in odd batch sizes.
+            let keys: Vec<FlowKey> =
+                (0..1000u32).map(|j| key(j * 61 % n, (j * 61 % n % 7) as u16 + u16::from(j % 5 == 0))).collect();
+            for len in [1, 7, 31, 32] {
+                for chunk in keys.chunks(len) {
+                    let mut out = [None; BATCH];
+                    c.lookup_batch(chunk, &mut out);
+                    for (k, o) in chunk.iter().zip(out) {
+                        assert_eq!(o, c.lookup(k), "{mask}");
+                    }
                 }
             }
+            let hits = keys.iter().filter(|k| c.lookup(k).is_some()).count();
+            assert_eq!(hits, 800, "{mask}");
         }
-        let hits = keys.iter().filter(|k| c.lookup(k).is_some()).count();
-        assert_eq!(hits, 800);
     }
 
     #[test]

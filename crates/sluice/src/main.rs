@@ -6,6 +6,11 @@
 
 mod cmd;
 
+/// Large tables (the megaflow index and slab, the exact-match caches) on
+/// transparent huge pages; everything else from the system allocator.
+#[global_allocator]
+static ALLOC: sluice_mem::HugePages = sluice_mem::HugePages;
+
 use clap::{Parser, Subcommand};
 
 /// Sluice: fast, managed networking for VMs and containers on SR-IOV and

@@ -22,6 +22,10 @@ use sluice_datapath::{MAX_BATCH, PacketBatch, Port};
 use sluice_io::MemPort;
 use sluice_packet::BufferPool;
 
+/// As in the `sluice` binary: large tables on transparent huge pages.
+#[global_allocator]
+static ALLOC: sluice_mem::HugePages = sluice_mem::HugePages;
+
 const STATION_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const STATION_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 

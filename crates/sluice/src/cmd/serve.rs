@@ -98,6 +98,16 @@ pub fn run(args: Args) -> Result<()> {
         Some(d) => d.join("dp.sock"),
         None => PathBuf::from(sluice_switch::control::DEFAULT_SOCKET),
     });
+    match sluice_mem::thp_mode().as_deref() {
+        Some(mode @ ("always" | "madvise")) => {
+            tracing::info!(thp = mode, "flow tables on transparent huge pages")
+        }
+        mode => tracing::warn!(
+            thp = mode.unwrap_or("absent"),
+            "transparent huge pages are off, so the flow tables use 4 KB pages: lookups at a million flows \
+             are about a third slower (echo madvise > /sys/kernel/mm/transparent_hugepage/enabled)"
+        ),
+    }
     let switch = Arc::new(Switch::start(switch_config).context("the switch did not start")?);
     let _control = sluice_switch::ControlServer::start(&dp_socket, switch.clone())
         .with_context(|| format!("cannot listen on {}", dp_socket.display()))?;
