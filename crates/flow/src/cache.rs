@@ -43,6 +43,10 @@ pub struct FlowCache {
     pub frames: Emc<FrameKey>,
     /// The frame keys of the batch in flight (kept for the offers).
     frame_keys: Box<[FrameKey; BATCH]>,
+    /// Scratch: the missed keys' hashes in the megaflow cache's first
+    /// subtable (`MegaflowCache::early`), kept here so that a batch of
+    /// exact-match hits does not pay for clearing them.
+    early_hashes: Box<[u64; BATCH]>,
     /// The megaflow cache.
     pub megaflows: MegaflowCache,
     /// EMC lookups and hits of the current window (batch path only).
@@ -62,6 +66,7 @@ impl FlowCache {
             emc: Emc::new(emc_entries, policy, seed),
             frames: Emc::new(emc_entries, policy, seed ^ 0x9e37_79b9_7f4a_7c15),
             frame_keys: Box::new([FrameKey::ZERO; BATCH]),
+            early_hashes: Box::new([0; BATCH]),
             megaflows: MegaflowCache::new(flow_limit),
             window_lookups: 0,
             window_hits: 0,
@@ -111,16 +116,15 @@ impl FlowCache {
         let all = low_bits(n);
         // Each missed key's first bucket asked for as soon as the key is
         // built (a lookup beyond the caches; see `MegaflowCache::early`).
-        let mut hashes = [0u64; BATCH];
         if self.skip_emc() {
             let early = self.megaflows.early();
             for (i, ((f, k), h)) in frames.iter().zip(keys.iter_mut()).zip(headers.iter_mut()).enumerate() {
                 k.extract_into(f.as_ref(), &meta, h);
                 if let Some(e) = &early {
-                    hashes[i % BATCH] = e.start(k);
+                    self.early_hashes[i % BATCH] = e.start(k);
                 }
             }
-            let started = early.is_some().then_some(&hashes);
+            let started = early.is_some().then_some(&*self.early_hashes);
             out.fill(None);
             self.megaflows.lookup_started(keys, all, started, out);
             return all;
@@ -158,7 +162,7 @@ impl FlowCache {
                 if let (Some(f), Some(k), Some(h)) = (frames.get(i), keys.get_mut(i), headers.get_mut(i)) {
                     k.extract_into(f.as_ref(), &meta, h);
                     if let Some(e) = &early {
-                        hashes[i] = e.start(k);
+                        self.early_hashes[i] = e.start(k);
                     }
                 }
             }
@@ -182,7 +186,7 @@ impl FlowCache {
             self.end_window();
         }
         if pending != 0 {
-            self.megaflows.lookup_started(keys, pending, started.then_some(&hashes), out);
+            self.megaflows.lookup_started(keys, pending, started.then_some(&*self.early_hashes), out);
             for i in bits(pending) {
                 let (Some(k), Some(Some(id))) = (keys.get(i), out.get(i)) else { continue };
                 if framed_miss & (1 << i) != 0 {
