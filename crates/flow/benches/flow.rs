@@ -17,6 +17,9 @@ use std::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sluice_flow::{Actions, Classifier, Field, FlowCache, FlowKey, InsertPolicy, Mask, Match, MegaflowCache, Metadata};
+mod common;
+
+use common::{FRAME_LEN, Flows, write_frame};
 use sluice_mem::HugePages;
 use sluice_packet::Headers;
 
@@ -100,21 +103,6 @@ impl Measurement for ThreadCpu {
 }
 
 type Crit = Criterion<ThreadCpu>;
-
-const FRAME_LEN: usize = 64;
-
-/// An IPv4/UDP frame for flow `i` (source address and port vary).
-fn write_frame(f: &mut [u8; FRAME_LEN], i: u32) {
-    f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14..24].copy_from_slice(&[0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17]);
-    f[24..26].copy_from_slice(&[0, 0]);
-    f[26..30].copy_from_slice(&(0x0a00_0000 | (i >> 8)).to_be_bytes());
-    f[30..34].copy_from_slice(&[10, 1, 0, 1]);
-    f[34..36].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
-    f[36..38].copy_from_slice(&4789u16.to_be_bytes());
-    f[38..40].copy_from_slice(&30u16.to_be_bytes());
-}
 
 fn frame(i: u32) -> [u8; FRAME_LEN] {
     let mut f = [0u8; FRAME_LEN];
@@ -322,37 +310,6 @@ fn classifier_edits(c: &mut Crit) {
         })
     });
     g.finish();
-}
-
-/// The flows of consecutive packets over `n` flows: flow `i * STRIDE mod
-/// n` for packet `i`, a full-period stride (every flow once per `n`
-/// packets, consecutive packets in unrelated flows), stepped without a
-/// division: a 64-bit `div` per packet cost about 8 ns, a third of a cached
-/// packet's whole time, and it is not the classifier's.
-#[derive(Clone, Copy)]
-struct Flows {
-    at: u64,
-    step: u64,
-    n: u64,
-}
-
-impl Flows {
-    const STRIDE: u64 = 2_654_435_761;
-
-    fn new(n: u32) -> Flows {
-        let n = u64::from(n.max(1));
-        Flows { at: 0, step: Self::STRIDE % n, n }
-    }
-
-    #[inline]
-    fn next(&mut self) -> u32 {
-        let f = self.at as u32;
-        self.at += self.step;
-        if self.at >= self.n {
-            self.at -= self.n;
-        }
-        f
-    }
 }
 
 struct Pipeline {

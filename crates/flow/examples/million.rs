@@ -16,20 +16,13 @@ use std::time::Instant;
 use sluice_flow::{Actions, Field, FlowCache, FlowKey, InsertPolicy, Mask, Metadata};
 use sluice_packet::Headers;
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{FRAME_LEN, Flows, write_frame};
+
 #[global_allocator]
 static ALLOC: sluice_mem::HugePages = sluice_mem::HugePages;
-
-fn write_frame(f: &mut [u8; 64], i: u32) {
-    f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f[14..24].copy_from_slice(&[0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17]);
-    f[24..26].copy_from_slice(&[0, 0]);
-    f[26..30].copy_from_slice(&(0x0a00_0000 | (i >> 8)).to_be_bytes());
-    f[30..34].copy_from_slice(&[10, 1, 0, 1]);
-    f[34..36].copy_from_slice(&(1024 + (i & 0xff) as u16).to_be_bytes());
-    f[36..38].copy_from_slice(&4789u16.to_be_bytes());
-    f[38..40].copy_from_slice(&30u16.to_be_bytes());
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -52,17 +45,17 @@ fn main() {
         Field::TpDst,
     ]);
     let mut cache = FlowCache::new(8192, policy, 2_000_000, 7);
-    let mut f = [0u8; 64];
+    let mut f = [0u8; FRAME_LEN];
     let mut h = Headers::EMPTY;
     for i in 0..flows {
         write_frame(&mut f, i);
         let k = FlowKey::extract(&f, &Metadata::port(1), &mut h);
         cache.megaflows.install(&k, &mask, Actions::output(2), 0).expect("installs");
     }
-    let mut at = 0u64;
+    let (mut order, mut now) = (Flows::new(active), 0u64);
     for round in 0..3 {
         let t = Instant::now();
-        let hits = run(&mut cache, active, packets, &mut at);
+        let hits = run(&mut cache, &mut order, packets, &mut now);
         let ns = t.elapsed().as_nanos() as f64 / packets as f64;
         println!("round {round}: {flows} flows, {active} active, {hits} hits: {ns:.1} ns per packet");
     }
@@ -71,30 +64,21 @@ fn main() {
 /// The timed loop, out of line so that `--toggle-collect=million::run`
 /// profiles it alone.
 #[inline(never)]
-fn run(cache: &mut FlowCache, flows: u32, packets: u64, at: &mut u64) -> u64 {
-    let mut frames = [[0u8; 64]; 32];
+fn run(cache: &mut FlowCache, order: &mut Flows, packets: u64, now: &mut u64) -> u64 {
+    let mut frames = [[0u8; FRAME_LEN]; 32];
     let mut keys = [FlowKey::ZERO; 32];
     let mut headers = [Headers::EMPTY; 32];
     let mut out = [None; 32];
     let mut hits = 0u64;
-    // Flow `at * STRIDE mod flows`, stepped without a division (one would
-    // cost as much as a quarter of a cached packet).
-    let flows = u64::from(flows);
-    let step = 2_654_435_761 % flows;
-    let mut flow = at.wrapping_mul(2_654_435_761) % flows;
     for _ in 0..packets / 32 {
         for fr in &mut frames {
-            write_frame(fr, flow as u32);
-            flow += step;
-            if flow >= flows {
-                flow -= flows;
-            }
-            *at += 1;
+            write_frame(fr, order.next());
         }
+        *now += 32;
         cache.classify(black_box(&frames), 1, &mut keys, &mut headers, &mut out);
         for (o, fr) in out.iter().zip(&frames) {
             if let Some(id) = o {
-                cache.megaflows.account(*id, 1, fr.len() as u64, *at);
+                cache.megaflows.account(*id, 1, fr.len() as u64, *now);
                 hits += 1;
             }
         }
