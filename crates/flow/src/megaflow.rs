@@ -380,12 +380,13 @@ impl Subtable {
 
     /// The pending keys of a batch when the slab is too big for the
     /// caches, in three passes over the batch (group prefetching): hash
-    /// every key and prefetch its bucket; read every bucket and prefetch
-    /// its first candidate's slot (both lines); probe every key. Between a
-    /// prefetch and its use lies a whole pass over the batch (hundreds of
-    /// nanoseconds), longer than a DRAM miss that also walks the page
-    /// tables in a virtual machine, and the misses of a pass are all in
-    /// flight together. Returns the keys still pending.
+    /// every key and prefetch its bucket (or take both from `early`, done
+    /// as the keys were built); read every bucket and prefetch its first
+    /// candidate's slot (both lines); compare every key that may be here
+    /// with its candidate. Between a prefetch and its use lies a whole pass
+    /// over the batch (hundreds of nanoseconds), longer than a DRAM miss
+    /// that also walks the page tables in a virtual machine, and the misses
+    /// of a pass are all in flight together. Returns the keys still pending.
     fn lookup_deep(
         &mut self,
         e: &Entries<'_>,
