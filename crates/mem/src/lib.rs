@@ -80,6 +80,12 @@ impl HugePages {
         if l.size() >= HUGE_THRESHOLD { l.size().next_multiple_of(HUGE_PAGE) } else { l.size() }
     }
 
+    /// A fresh mapping for a huge block of layout `l` (zeroed, as fresh
+    /// anonymous memory is), or null.
+    fn map_for(l: Layout) -> *mut u8 {
+        Self::map(Self::footprint(l), l.align().max(HUGE_PAGE))
+    }
+
     /// Maps `len` bytes (a multiple of [`HUGE_PAGE`]) aligned to `align`
     /// (a power of two, at least [`HUGE_PAGE`]), advised for huge pages;
     /// null if the system has no memory for it.
@@ -136,7 +142,7 @@ unsafe impl GlobalAlloc for HugePages {
     #[inline]
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if Self::is_huge(l) {
-            Self::map(Self::footprint(l), l.align().max(HUGE_PAGE))
+            Self::map_for(l)
         } else {
             // SAFETY: the caller's contract (`l` has non-zero size).
             unsafe { System.alloc(l) }
@@ -146,8 +152,7 @@ unsafe impl GlobalAlloc for HugePages {
     #[inline]
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         if Self::is_huge(l) {
-            // Fresh anonymous memory reads as zeros.
-            Self::map(Self::footprint(l), l.align().max(HUGE_PAGE))
+            Self::map_for(l)
         } else {
             // SAFETY: the caller's contract.
             unsafe { System.alloc_zeroed(l) }
