@@ -14,6 +14,11 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::prefetch;
+
 #[global_allocator]
 static ALLOC: sluice_mem::HugePages = sluice_mem::HugePages;
 
@@ -24,18 +29,6 @@ struct Line([u64; 8]);
 #[derive(Clone, Copy)]
 #[repr(C, align(128))]
 struct Slot([u64; 16]);
-
-fn prefetch<T>(p: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE is in the x86-64 baseline; a prefetch is a hint that
-    // never faults and reads nothing into the program, and the address
-    // comes from a live reference.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>((p as *const T).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
-}
 
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<usize>().unwrap_or(0));

@@ -1,5 +1,7 @@
 //! The workload shared by the `flow` benchmark and the `million` example:
 //! the frames of numbered flows, and the order their packets come in.
+//! (Each user takes what it needs.)
+#![allow(dead_code)]
 
 /// Bytes per frame.
 pub const FRAME_LEN: usize = 64;
@@ -46,4 +48,19 @@ impl Flows {
         }
         f
     }
+}
+
+/// Asks for the cache line holding `*p` (for the examples that measure
+/// the memory system on its own; the crate's lookups use its own).
+#[inline(always)]
+pub fn prefetch<T>(p: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is in the x86-64 baseline; a prefetch is a hint that
+    // never faults and reads nothing into the program, and the address
+    // comes from a live reference.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>((p as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
