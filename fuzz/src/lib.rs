@@ -149,7 +149,8 @@ pub fn frame(data: &[u8]) {
 }
 
 /// Flow-key extraction never panics; the key agrees with a fresh parse
-/// of the same bytes, its match on itself holds, and its display renders.
+/// of the same bytes (and with the header-free straight line on the
+/// frames it takes), its match on itself holds, and its display renders.
 pub fn flow_key(data: &[u8]) {
     use sluice_flow::{Field, FlowKey, Mask, Match, Metadata};
     let meta = Metadata::port(data.len() as u32);
@@ -163,6 +164,11 @@ pub fn flow_key(data: &[u8]) {
     let mut again = FlowKey::ZERO;
     again.extract_into(data, &meta, &mut h);
     assert_eq!(again, k);
+    // The header-free straight line: the same key, for exactly its frames.
+    let mut common = FlowKey::ZERO;
+    let taken = sluice_packet::headers::fast_tcp_flags(data).is_some();
+    assert_eq!(common.extract_common(data, &meta), taken);
+    assert_eq!(common, if taken { k } else { FlowKey::ZERO });
     assert_eq!(again.hash(), k.hash());
     assert!(Match::new(&k, &Mask::EXACT).matches(&k));
     let _ = k.to_string();

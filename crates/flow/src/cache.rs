@@ -97,11 +97,12 @@ impl FlowCache {
     /// [`lookup_batch`](Self::lookup_batch) of the frames' flow keys
     /// would say.
     ///
-    /// A frame of the common shape whose frame key hits its exact-match
-    /// cache gets no flow key: bit `i` of the result says whether `keys[i]`
-    /// and `headers[i]` were filled for frame `i` (every miss's are). A
-    /// caller whose actions need them for a hit extracts them itself
-    /// ([`FlowKey::extract_into`]).
+    /// Bit `i` of the result says that `keys[i]` and `headers[i]` hold
+    /// frame `i`'s key and headers; every frame that missed (`None`) has
+    /// them. A frame that hit may have neither: a frame of the common shape
+    /// that hits its exact-match cache gets no flow key, and one that hits
+    /// a megaflow gets its key but not its headers. A caller whose actions
+    /// need them for a hit extracts them itself ([`FlowKey::extract_into`]).
     pub fn classify<B: AsRef<[u8]>>(
         &mut self,
         frames: &[B],
@@ -118,8 +119,12 @@ impl FlowCache {
         // built (a lookup beyond the caches; see `MegaflowCache::early`).
         if self.skip_emc() {
             let early = self.megaflows.early();
+            let mut full = 0u64;
             for (i, ((f, k), h)) in frames.iter().zip(keys.iter_mut()).zip(headers.iter_mut()).enumerate() {
-                k.extract_into(f.as_ref(), &meta, h);
+                if !k.extract_common(f.as_ref(), &meta) {
+                    k.extract_into(f.as_ref(), &meta, h);
+                    full |= 1 << i;
+                }
                 if let Some(e) = &early {
                     self.early_hashes[i % BATCH] = e.start(k);
                 }
@@ -127,7 +132,7 @@ impl FlowCache {
             let started = early.is_some().then_some(&*self.early_hashes);
             out.fill(None);
             self.megaflows.lookup_started(keys, all, started, out);
-            return all;
+            return full | parse_missed(frames, headers, out, all & !full);
         }
         // Frame keys first: bit i of `framed_miss` for a keyed frame that
         // missed, of `unframed` for a frame of another shape.
@@ -160,7 +165,11 @@ impl FlowCache {
             let early = self.megaflows.early();
             for i in bits(need) {
                 if let (Some(f), Some(k), Some(h)) = (frames.get(i), keys.get_mut(i), headers.get_mut(i)) {
-                    k.extract_into(f.as_ref(), &meta, h);
+                    // A keyed frame has the common shape: its key alone,
+                    // its headers only if it misses the megaflows too.
+                    if framed_miss & (1 << i) == 0 || !k.extract_common(f.as_ref(), &meta) {
+                        k.extract_into(f.as_ref(), &meta, h);
+                    }
                     if let Some(e) = &early {
                         self.early_hashes[i] = e.start(k);
                     }
@@ -197,7 +206,7 @@ impl FlowCache {
                 }
             }
         }
-        need
+        unframed | parse_missed(frames, headers, out, framed_miss)
     }
 
     /// The megaflow for `key`: EMC first, then the megaflow cache (offering
@@ -305,6 +314,20 @@ impl FlowCache {
     }
 }
 
+/// The headers of the frames in `which` that missed both caches (their
+/// keys were built without them); returns those frames' bits.
+fn parse_missed<B: AsRef<[u8]>>(frames: &[B], headers: &mut [Headers], out: &[Option<FlowId>], which: u64) -> u64 {
+    let mut parsed = 0;
+    for i in bits(which) {
+        if let (Some(f), Some(h), Some(None)) = (frames.get(i), headers.get_mut(i), out.get(i)) {
+            // The key was built, so the result only repeats what it said.
+            let _ = h.parse_into(f.as_ref());
+            parsed |= 1 << i;
+        }
+    }
+    parsed
+}
+
 /// The bit mask of the first `n` (at most 64) keys.
 #[inline(always)]
 fn low_bits(n: usize) -> u64 {
@@ -406,7 +429,10 @@ mod tests {
                             (h.eth.tag_count, h.l3, h.l3_offset, h.l4_offset, h.payload_offset, h.l4)
                         );
                     } else {
-                        assert!(out[i].is_some() && FrameKey::extract(f, port).is_some());
+                        // Only a hit may come without its key and headers,
+                        // and only a frame of the common shape.
+                        assert!(out[i].is_some(), "round {round} frame {i}: a miss without its key");
+                        assert!(sluice_packet::headers::fast_shape(f).is_some());
                     }
                     flow_keys.push(k);
                 }

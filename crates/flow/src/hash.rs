@@ -131,10 +131,12 @@ pub(crate) fn hash_masked(
     n: usize,
 ) -> u64 {
     // Words from `n` on have a zero mask, so hashing them adds nothing:
-    // three unrolled lengths cover nearly every mask (a five-tuple is five
-    // words) with predictable branches.
+    // four unrolled lengths cover nearly every mask with predictable
+    // branches (a five-tuple, the commonest, is five words).
     if n <= 4 {
         hash_n::<4>(key, idx, mask, mult)
+    } else if n == 5 {
+        hash_n::<5>(key, idx, mask, mult)
     } else if n <= 6 {
         hash_n::<6>(key, idx, mask, mult)
     } else if n <= 8 {

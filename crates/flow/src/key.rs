@@ -17,6 +17,8 @@
 //! offsets and written once each. Every other frame is
 //! walked with [`sluice_packet::Headers::parse_into`] and its fields read
 //! through the length-checked views. It never panics.
+//! [`FlowKey::extract_common`] is the straight line alone, without the
+//! headers, for a caller that needs them only if a lookup misses.
 
 use core::fmt;
 use core::net::{Ipv4Addr, Ipv6Addr};
@@ -379,47 +381,65 @@ impl FlowKey {
     #[inline(always)]
     pub fn extract_into(&mut self, frame: &[u8], meta: &Metadata, headers: &mut Headers) {
         if let Some(tcp_flags) = headers.parse_fast_tcp_flags(frame)
-            && let Some(f) = frame.first_chunk::<{ FAST_L4_OFFSET + 4 }>()
+            && self.fill_common(frame, meta, tcp_flags)
         {
-            // IPv4 at 14, L4 at 34 (`FAST_L4_OFFSET`), all checked by the parse.
-            let be64 = |a: usize| {
-                u64::from_be_bytes([f[a], f[a + 1], f[a + 2], f[a + 3], f[a + 4], f[a + 5], f[a + 6], f[a + 7]])
-            };
-            let be32 = |a: usize| u64::from(u32::from_be_bytes([f[a], f[a + 1], f[a + 2], f[a + 3]]));
-            let proto = f[23];
-            let t = &meta.tunnel;
-            let (tun_id, tun_addrs, tun_flags) = if t.flags & TUN_F_PRESENT != 0 {
-                (t.id, (u64::from(u32::from(t.src)) << 32) | u64::from(u32::from(t.dst)), t.flags)
-            } else {
-                (0, 0, 0)
-            };
-            self.w = [
-                (u64::from(meta.recirc_id) << 32) | u64::from(meta.in_port),
-                tun_id,
-                tun_addrs,
-                (u64::from(tun_flags) << 48)
-                    | (0x0800 << 32)
-                    | (u64::from(meta.ct_zone) << 16)
-                    | (u64::from(proto) << 8),
-                0,
-                // Destination MAC in the top 48 bits, TOS and TTL below.
-                (be64(0) & !0xffff) | (u64::from(f[15]) << 8) | u64::from(f[22]),
-                (be64(6) & !0xffff) | u64::from(tcp_flags),
-                be32(26) << 32,
-                0,
-                be32(30) << 32,
-                0,
-                (be32(FAST_L4_OFFSET) << 32) | u64::from(meta.ct_mark),
-                0,
-                0,
-                u64::from(meta.ct_state) << 8,
-                0,
-                (u64::from(meta.regs[0]) << 32) | u64::from(meta.regs[1]),
-                (u64::from(meta.regs[2]) << 32) | u64::from(meta.regs[3]),
-            ];
             return;
         }
         self.extract_general(frame, meta, headers);
+    }
+
+    /// The key of a frame of the common shape (as for
+    /// [`extract_into`](Self::extract_into)'s straight line), without its
+    /// headers: true with the key written, false (and nothing written) for
+    /// a frame of another shape. For a caller that needs the key to look a
+    /// frame up and its offsets only if its actions turn out to read them.
+    #[inline(always)]
+    pub fn extract_common(&mut self, frame: &[u8], meta: &Metadata) -> bool {
+        match sluice_packet::headers::fast_tcp_flags(frame) {
+            Some(tcp_flags) => self.fill_common(frame, meta, tcp_flags),
+            None => false,
+        }
+    }
+
+    /// The straight line: the words of a frame that the common-shape checks
+    /// accepted, read at fixed offsets and written once each. (False only
+    /// for a frame shorter than those checks allow.)
+    #[inline(always)]
+    fn fill_common(&mut self, frame: &[u8], meta: &Metadata, tcp_flags: u16) -> bool {
+        let Some(f) = frame.first_chunk::<{ FAST_L4_OFFSET + 4 }>() else { return false };
+        // IPv4 at 14, L4 at 34 (`FAST_L4_OFFSET`), all checked by the caller.
+        let be64 =
+            |a: usize| u64::from_be_bytes([f[a], f[a + 1], f[a + 2], f[a + 3], f[a + 4], f[a + 5], f[a + 6], f[a + 7]]);
+        let be32 = |a: usize| u64::from(u32::from_be_bytes([f[a], f[a + 1], f[a + 2], f[a + 3]]));
+        let proto = f[23];
+        let t = &meta.tunnel;
+        let (tun_id, tun_addrs, tun_flags) = if t.flags & TUN_F_PRESENT != 0 {
+            (t.id, (u64::from(u32::from(t.src)) << 32) | u64::from(u32::from(t.dst)), t.flags)
+        } else {
+            (0, 0, 0)
+        };
+        self.w = [
+            (u64::from(meta.recirc_id) << 32) | u64::from(meta.in_port),
+            tun_id,
+            tun_addrs,
+            (u64::from(tun_flags) << 48) | (0x0800 << 32) | (u64::from(meta.ct_zone) << 16) | (u64::from(proto) << 8),
+            0,
+            // Destination MAC in the top 48 bits, TOS and TTL below.
+            (be64(0) & !0xffff) | (u64::from(f[15]) << 8) | u64::from(f[22]),
+            (be64(6) & !0xffff) | u64::from(tcp_flags),
+            be32(26) << 32,
+            0,
+            be32(30) << 32,
+            0,
+            (be32(FAST_L4_OFFSET) << 32) | u64::from(meta.ct_mark),
+            0,
+            0,
+            u64::from(meta.ct_state) << 8,
+            0,
+            (u64::from(meta.regs[0]) << 32) | u64::from(meta.regs[1]),
+            (u64::from(meta.regs[2]) << 32) | u64::from(meta.regs[3]),
+        ];
+        true
     }
 
     /// [`extract_into`](Self::extract_into) for frames off its straight
@@ -860,7 +880,17 @@ mod tests {
     /// The straight line of `extract_into` gives the general walk's key,
     /// for every single-byte change of the first 60 bytes of IPv4/UDP and
     /// IPv4/TCP frames (most leave the straight line), with and without
-    /// metadata.
+    /// metadata; and `extract_common` gives the same key for exactly the
+    /// frames the straight line takes, writing nothing for the others.
+    /// `extract_common` on `f`: `k` when the straight line takes `f`, else
+    /// false with the key untouched.
+    fn common_agrees(f: &[u8], m: &Metadata, k: &FlowKey) {
+        let mut c = FlowKey::ZERO.with(Field::TpDst, 77);
+        let taken = sluice_packet::headers::fast_tcp_flags(f).is_some();
+        assert_eq!(c.extract_common(f, m), taken, "frame {f:02x?}");
+        assert_eq!(c, if taken { *k } else { FlowKey::ZERO.with(Field::TpDst, 77) }, "frame {f:02x?}");
+    }
+
     #[test]
     fn straight_line_agrees_with_the_general_walk() {
         let mut meta = Metadata::port(3);
@@ -890,18 +920,21 @@ mod tests {
             }
             for m in [Metadata::port(1), meta] {
                 for at in 0..60 {
-                    for v in [0u8, 1, 6, 0x11, 0x14, 0x1c, 0x2e, 0x45, 0x50, 0x81, 0xff] {
+                    for v in [0u8, 1, 6, 0x11, 0x14, 0x1c, 0x2e, 0x45, 0x50, 0x51, 0x81, 0xff] {
                         let mut f = base;
                         f[at] = v;
                         let mut h = Headers::EMPTY;
                         let k = FlowKey::extract(&f, &m, &mut h);
                         assert_eq!(k, general(&f, &m), "frame {f:02x?}");
                         assert_eq!(Headers::parse(&f).ok(), Some(h));
+                        common_agrees(&f, &m, &k);
                     }
                 }
                 for len in 0..=64 {
                     let mut h = Headers::EMPTY;
-                    assert_eq!(FlowKey::extract(&base[..len], &m, &mut h), general(&base[..len], &m));
+                    let k = FlowKey::extract(&base[..len], &m, &mut h);
+                    assert_eq!(k, general(&base[..len], &m));
+                    common_agrees(&base[..len], &m, &k);
                 }
             }
         }

@@ -400,6 +400,8 @@ impl Subtable {
         // effect), as `hash_masked` unrolls the hash.
         if self.n <= 4 {
             self.lookup_deep_n::<4>(e, keys, pending, early, out)
+        } else if self.n == 5 {
+            self.lookup_deep_n::<5>(e, keys, pending, early, out)
         } else if self.n <= 6 {
             self.lookup_deep_n::<6>(e, keys, pending, early, out)
         } else if self.n <= 8 {
@@ -412,8 +414,8 @@ impl Subtable {
     /// [`lookup_deep`](Self::lookup_deep) comparing `N` inline words (0:
     /// all of them, and the wide ones). The candidate found while
     /// prefetching is kept, so the last pass compares it straight away;
-    /// only keys whose bucket has more than one candidate or overflowed
-    /// take the full probe when it is not theirs.
+    /// a key that may be here but is not its first candidate (rare) takes
+    /// the full probe.
     #[inline(always)]
     fn lookup_deep_n<const N: usize>(
         &mut self,
@@ -436,11 +438,10 @@ impl Subtable {
                 &own
             }
         };
-        // Per key: its first candidate (or none), whether it may be here at
-        // all (a candidate, or overflow), and whether it needs the full
-        // probe when the candidate is not it.
+        // Per key: its first candidate (or none), and whether it may be
+        // here at all (a candidate, or overflow).
         let mut cand = [u32::MAX; BATCH];
-        let (mut maybe, mut slow) = (0u64, 0u64);
+        let mut maybe = 0u64;
         for i in bits(pending) {
             let h = hashes[i];
             let bucket = &self.buckets[h as usize & cap];
@@ -453,30 +454,28 @@ impl Subtable {
                     prefetch::read(&s.words[INLINE - 1]);
                 }
             }
-            maybe |= u64::from(c != 0 || bucket.overflow != 0) << i;
-            slow |= u64::from(c & c.wrapping_sub(1) != 0 || bucket.overflow != 0) << i;
+            maybe |= u64::from(c | bucket.overflow != 0) << i;
         }
+        let before = pending;
         for i in bits(maybe) {
             let key = &keys[i];
             let idx = cand[i];
-            let same = match e.slots.get(idx as usize) {
-                Some(s) if N > 0 => self.inline_eq::<N>(s, key),
-                Some(_) => self.entry_eq(e, idx as usize, key),
-                None => false,
+            let hit = match e.slots.get(idx as usize) {
+                Some(s) if if N > 0 { self.inline_eq::<N>(s, key) } else { self.entry_eq(e, idx as usize, key) } => {
+                    Some(FlowId { idx, generation: s.generation })
+                }
+                // Not the first candidate: the others and the overflow, or
+                // not here (rare: a signature matched by chance).
+                _ => self
+                    .probe(e, key, hashes[i])
+                    .map(|idx| FlowId { idx, generation: e.slots.get(idx as usize).map_or(0, |s| s.generation) }),
             };
-            let found = if same {
-                Some(idx)
-            } else if slow & (1 << i) != 0 {
-                self.probe(e, key, hashes[i])
-            } else {
-                None
-            };
-            if let Some(idx) = found {
-                out[i] = Some(FlowId { idx, generation: e.slots.get(idx as usize).map_or(0, |s| s.generation) });
+            if hit.is_some() {
+                out[i] = hit;
                 pending &= !(1 << i);
-                self.hits += 1;
             }
         }
+        self.hits += u64::from((before & !pending).count_ones());
         pending
     }
 
@@ -1106,16 +1105,18 @@ mod tests {
     fn batch_in_a_subtable_beyond_the_prefetch_threshold_agrees() {
         // Enough entries for a slab of at least PREFETCH_MIN_SLOTS slots,
         // so that `lookup_batch` takes the prefetching pipeline; one mask
-        // per compare width it unrolls (up to 4 words, 6, 8, and a mask
+        // per compare width it unrolls (up to 4 words, 5, 6, 8, and a mask
         // wider than a slot holds inline).
         let masks = [
             Mask::of(&[Field::InPort, Field::TpDst]),
+            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::EthDst, Field::Ipv4Src]),
             Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src]),
             Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src])
                 .with(Field::Ipv4Dst, u128::MAX)
                 .with(Field::Reg0, u128::MAX),
             Mask::from_words([u64::MAX; KEY_WORDS]),
         ];
+        let mut widths = Vec::new();
         for mask in &masks {
             let mut c = MegaflowCache::new(1 << 20);
             let n = PREFETCH_MIN_SLOTS as u32 * 2;
@@ -1123,6 +1124,7 @@ mod tests {
                 c.install(&key(i, (i % 7) as u16), mask, Actions::output(i), 0).unwrap();
             }
             assert!(c.deep());
+            widths.push(c.subtables[0].n);
             // Hits and misses (wrong tp_dst), in odd batch sizes.
             let keys: Vec<FlowKey> =
                 (0..1000u32).map(|j| key(j * 61 % n, (j * 61 % n % 7) as u16 + u16::from(j % 5 == 0))).collect();
@@ -1137,6 +1139,47 @@ mod tests {
             }
             let hits = keys.iter().filter(|k| c.lookup(k).is_some()).count();
             assert_eq!(hits, 800, "{mask}");
+        }
+        assert_eq!(widths, [2, 5, 6, 8, KEY_WORDS]);
+    }
+
+    #[test]
+    fn every_unrolled_compare_tells_colliding_keys_apart() {
+        // The subtable hashes only its first word (the input port), so the
+        // 256 keys of a port share a bucket chain and a signature, and
+        // only the compare tells them apart; they differ in tp_dst alone,
+        // the last word the compare reads. One mask per unrolled width.
+        let masks = [
+            Mask::of(&[Field::InPort, Field::TpDst]),
+            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::EthDst, Field::Ipv4Src]),
+            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src]),
+            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src])
+                .with(Field::Ipv4Dst, u128::MAX)
+                .with(Field::Reg0, u128::MAX),
+            Mask::from_words([u64::MAX; KEY_WORDS]),
+        ];
+        for mask in &masks {
+            let mut c = MegaflowCache::new(1 << 20);
+            // The subtable exists from its first entry (hashed the usual
+            // way, and never looked up); the rest hash the weak way.
+            c.install(&key(1 << 20, 0), mask, Actions::drop_all(), 0).unwrap();
+            c.subtables[0].mk = [0; KEY_WORDS];
+            c.subtables[0].mk[0] = MULTIPLIERS[0];
+            let mut ids = HashMap::new();
+            for i in 0..PREFETCH_MIN_SLOTS as u32 * 2 {
+                let k = key(i % 64, (i / 64) as u16);
+                ids.insert(k, c.install(&k, mask, Actions::output(i), 0).unwrap());
+            }
+            assert!(c.deep());
+            let keys: Vec<FlowKey> = (0..600u32).map(|j| key(j * 7 % 64, (j * 13 % 300) as u16)).collect();
+            let mut out = [None; BATCH];
+            for chunk in keys.chunks(BATCH) {
+                c.lookup_batch(chunk, &mut out);
+                for (k, o) in chunk.iter().zip(out) {
+                    assert_eq!(o, ids.get(k).copied(), "{mask}: {k}");
+                    assert_eq!(c.lookup(k), o, "{mask}: {k}");
+                }
+            }
         }
     }
 

@@ -46,6 +46,19 @@ pub fn fast_shape(frame: &[u8]) -> Option<bool> {
     }
 }
 
+/// [`fast_shape`]'s checks, returning what the flow key needs beyond the
+/// fixed bytes: the TCP flags (the 9 flag bits; 0 for UDP). For a caller
+/// that wants the key of a common-shape frame but none of its offsets.
+#[inline(always)]
+pub fn fast_tcp_flags(frame: &[u8]) -> Option<u16> {
+    let (f, l4_len) = fast_ipv4(frame)?;
+    match f[23] {
+        17 => fast_udp(f, l4_len).then_some(0),
+        6 => fast_tcp(frame, l4_len).map(|(t, _)| u16::from_be_bytes([t[12], t[13]]) & 0x01ff),
+        _ => None,
+    }
+}
+
 /// The common shape's Ethernet and IPv4 checks: its first 42 bytes (up to
 /// the end of a UDP header) and the L4 length.
 #[inline(always)]
@@ -583,8 +596,10 @@ mod tests {
                 let mut flagged = Headers::EMPTY;
                 let flags = flagged.parse_fast_tcp_flags(f);
                 assert_eq!(flags.is_some(), again != Headers::EMPTY);
-                // The predicate alone takes the same frames.
+                // The predicate alone takes the same frames, and so does
+                // the header-free variant, with the same flags.
                 assert_eq!(fast_shape(f), flags.map(|_| fast.protocol == IpProtocol::Tcp), "frame {f:02x?}");
+                assert_eq!(fast_tcp_flags(f), flags, "frame {f:02x?}");
                 if let Some(bits) = flags {
                     assert_eq!(flagged, fast);
                     let want = match fast.l4 {

@@ -424,8 +424,9 @@ impl Pipeline {
         self.stats.bytes += bytes;
         self.stats.packets += n as u64;
         let flows = &mut self.flows[..n];
-        // Bit i: keys[i] and headers[i] hold packet i's (a frame-key hit
-        // builds neither; see the actions below).
+        // Bit i: keys[i] and headers[i] hold packet i's. Every miss has
+        // them; a hit may not (a frame-key hit builds neither, a megaflow
+        // hit of the common shape only the key; see the actions below).
         let extracted = self.cache.classify(bufs, in_port, &mut self.keys[..n], &mut self.headers[..n], flows);
         // Bit i: packet i missed both caches.
         let mut missed = 0u32;
@@ -571,8 +572,8 @@ impl Pipeline {
                 }
             };
             if extracted & (1 << i) == 0 && !matches!(actions.as_slice(), [Action::Output(_)]) {
-                // A frame-key hit whose actions read the key or the header
-                // offsets.
+                // A hit without its headers whose actions read the key or
+                // the header offsets.
                 self.keys[i].extract_into(buf.as_slice(), &Metadata::port(in_port), &mut self.headers[i]);
             }
             exec::run(actions, buf, &self.keys[i], &self.headers[i], pool, out, &mut self.stats, counted);
