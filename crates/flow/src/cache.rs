@@ -115,24 +115,8 @@ impl FlowCache {
         let (frames, keys, headers, out) = (&frames[..n], &mut keys[..n], &mut headers[..n], &mut out[..n]);
         let meta = Metadata::port(in_port);
         let all = low_bits(n);
-        // Each missed key's first bucket asked for as soon as the key is
-        // built (a lookup beyond the caches; see `MegaflowCache::early`).
         if self.skip_emc() {
-            let early = self.megaflows.early();
-            let mut full = 0u64;
-            for (i, ((f, k), h)) in frames.iter().zip(keys.iter_mut()).zip(headers.iter_mut()).enumerate() {
-                if !k.extract_common(f.as_ref(), &meta) {
-                    k.extract_into(f.as_ref(), &meta, h);
-                    full |= 1 << i;
-                }
-                if let Some(e) = &early {
-                    self.early_hashes[i % BATCH] = e.start(k);
-                }
-            }
-            let started = early.is_some().then_some(&*self.early_hashes);
-            out.fill(None);
-            self.megaflows.lookup_started(keys, all, started, out);
-            return full | parse_missed(frames, headers, out, all & !full);
+            return self.classify_bypassing(frames, &meta, keys, headers, out, all);
         }
         // Frame keys first: bit i of `framed_miss` for a keyed frame that
         // missed, of `unframed` for a frame of another shape.
@@ -157,43 +141,91 @@ impl FlowCache {
         let framed = (all & !unframed).count_ones();
         let frame_hits = framed - framed_miss.count_ones();
         self.frames.count(u64::from(frame_hits), u64::from(framed - frame_hits));
-        let need = framed_miss | unframed;
+        if framed_miss | unframed == 0 {
+            self.count_window(n as u32, frame_hits);
+            return 0;
+        }
+        self.classify_misses(frames, &meta, keys, headers, out, framed_miss, unframed, frame_hits)
+    }
+
+    /// [`classify`](Self::classify) while bypassing the EMC: every frame's
+    /// key (its headers too, for a frame not of the common shape, or that
+    /// misses), then the megaflow cache. Out of line, as is the miss path
+    /// below, so that the frame-key hit loop keeps its registers.
+    #[inline(never)]
+    fn classify_bypassing<B: AsRef<[u8]>>(
+        &mut self,
+        frames: &[B],
+        meta: &Metadata,
+        keys: &mut [FlowKey],
+        headers: &mut [Headers],
+        out: &mut [Option<FlowId>],
+        all: u64,
+    ) -> u64 {
+        // Each key's first bucket asked for as soon as the key is built (a
+        // lookup beyond the caches; see `MegaflowCache::early`).
+        let early = self.megaflows.early();
+        let mut full = 0u64;
+        for (i, ((f, k), h)) in frames.iter().zip(keys.iter_mut()).zip(headers.iter_mut()).enumerate() {
+            if !k.extract_common(f.as_ref(), meta) {
+                k.extract_into(f.as_ref(), meta, h);
+                full |= 1 << i;
+            }
+            if let Some(e) = &early {
+                self.early_hashes[i % BATCH] = e.start(k);
+            }
+        }
+        let started = early.is_some().then_some(&*self.early_hashes);
+        out.fill(None);
+        self.megaflows.lookup_started(keys, all, started, out);
+        full | parse_missed(frames, headers, out, all & !full)
+    }
+
+    /// [`classify`](Self::classify) after the frame keys, for the frames
+    /// that missed (`framed_miss`) or have none (`unframed`).
+    #[inline(never)]
+    #[allow(clippy::too_many_arguments)]
+    fn classify_misses<B: AsRef<[u8]>>(
+        &mut self,
+        frames: &[B],
+        meta: &Metadata,
+        keys: &mut [FlowKey],
+        headers: &mut [Headers],
+        out: &mut [Option<FlowId>],
+        framed_miss: u64,
+        unframed: u64,
+        frame_hits: u32,
+    ) -> u64 {
+        // Each missed key's first bucket asked for as soon as the key is
+        // built (a lookup beyond the caches; see `MegaflowCache::early`).
+        let early = self.megaflows.early();
+        for i in bits(framed_miss | unframed) {
+            if let (Some(f), Some(k), Some(h)) = (frames.get(i), keys.get_mut(i), headers.get_mut(i)) {
+                // A keyed frame has the common shape: its key alone, its
+                // headers only if it misses the megaflows too.
+                if framed_miss & (1 << i) == 0 || !k.extract_common(f.as_ref(), meta) {
+                    k.extract_into(f.as_ref(), meta, h);
+                }
+                if let Some(e) = &early {
+                    self.early_hashes[i] = e.start(k);
+                }
+            }
+        }
+        let started = early.is_some();
         let mut flow_hits = 0u32;
         let mut pending = framed_miss;
-        let mut started = false;
-        if need != 0 {
-            let early = self.megaflows.early();
-            for i in bits(need) {
-                if let (Some(f), Some(k), Some(h)) = (frames.get(i), keys.get_mut(i), headers.get_mut(i)) {
-                    // A keyed frame has the common shape: its key alone,
-                    // its headers only if it misses the megaflows too.
-                    if framed_miss & (1 << i) == 0 || !k.extract_common(f.as_ref(), &meta) {
-                        k.extract_into(f.as_ref(), &meta, h);
-                    }
-                    if let Some(e) = &early {
-                        self.early_hashes[i] = e.start(k);
-                    }
+        for i in bits(unframed) {
+            let (Some(k), Some(o)) = (keys.get(i), out.get_mut(i)) else { continue };
+            match self.emc.find(k, k.hash()) {
+                Some(id) if self.megaflows.contains(id) => {
+                    flow_hits += 1;
+                    *o = Some(id);
                 }
+                _ => pending |= 1 << i,
             }
-            started = early.is_some();
-            for i in bits(unframed) {
-                let (Some(k), Some(o)) = (keys.get(i), out.get_mut(i)) else { continue };
-                match self.emc.find(k, k.hash()) {
-                    Some(id) if self.megaflows.contains(id) => {
-                        flow_hits += 1;
-                        *o = Some(id);
-                    }
-                    _ => pending |= 1 << i,
-                }
-            }
-            let unframed = unframed.count_ones();
-            self.emc.count(u64::from(flow_hits), u64::from(unframed - flow_hits));
         }
-        self.window_lookups += n as u32;
-        self.window_hits += frame_hits + flow_hits;
-        if self.window_lookups >= WINDOW {
-            self.end_window();
-        }
+        self.emc.count(u64::from(flow_hits), u64::from(unframed.count_ones() - flow_hits));
+        self.count_window(frames.len().min(out.len()) as u32, frame_hits + flow_hits);
         if pending != 0 {
             self.megaflows.lookup_started(keys, pending, started.then_some(&*self.early_hashes), out);
             for i in bits(pending) {
@@ -207,6 +239,17 @@ impl FlowCache {
             }
         }
         unframed | parse_missed(frames, headers, out, framed_miss)
+    }
+
+    /// Counts a batch's EMC lookups and hits into the window, and ends the
+    /// window when it is full.
+    #[inline(always)]
+    fn count_window(&mut self, lookups: u32, hits: u32) {
+        self.window_lookups += lookups;
+        self.window_hits += hits;
+        if self.window_lookups >= WINDOW {
+            self.end_window();
+        }
     }
 
     /// The megaflow for `key`: EMC first, then the megaflow cache (offering

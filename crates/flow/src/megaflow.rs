@@ -387,6 +387,7 @@ impl Subtable {
     /// over the batch (hundreds of nanoseconds), longer than a DRAM miss
     /// that also walks the page tables in a virtual machine, and the misses
     /// of a pass are all in flight together. Returns the keys still pending.
+    #[inline(never)]
     fn lookup_deep(
         &mut self,
         e: &Entries<'_>,
