@@ -176,7 +176,8 @@ pub fn flow_key(data: &[u8]) {
 
 /// The frame key ([`sluice_flow::FrameKey`]): never panics; a frame has
 /// one exactly when the flow-key extractor's straight line takes it (and
-/// it is 48 bytes or more); and a one-byte change that leaves the frame
+/// it is 48 bytes or more), or would with its one 802.1Q tag taken out
+/// (52 bytes or more); and a one-byte change that leaves the frame
 /// key equal leaves the flow key equal (the exact-match cache's
 /// soundness). The last two bytes of `data` say which byte to change and
 /// by how much; the rest is the frame.
@@ -190,7 +191,9 @@ pub fn frame_key(data: &[u8]) {
     let port = u32::from(delta) * 7;
     let key = FrameKey::extract(frame, port);
     let mut h = Headers::EMPTY;
-    assert_eq!(key.is_some(), frame.len() >= sluice_flow::frame::FRAME_KEY_BYTES && h.parse_fast(frame));
+    let tagged = frame.len() >= sluice_flow::frame::FRAME_KEY_BYTES + 4
+        && sluice_packet::headers::fast_shape_tagged(frame).is_some();
+    assert_eq!(key.is_some(), frame.len() >= sluice_flow::frame::FRAME_KEY_BYTES && h.parse_fast(frame) || tagged);
     if frame.is_empty() || delta == 0 {
         return;
     }

@@ -191,6 +191,21 @@ fn extract_and_emc(c: &mut Crit) {
             black_box(&out);
         })
     });
+    // The same from a trunk port: one 802.1Q tag (the five-tuple megaflow
+    // matches it too).
+    let mut t = f[..12].to_vec();
+    t.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+    t.extend_from_slice(&f[12..]);
+    let tagged = vec![t; 32];
+    cache.classify(&tagged, 1, &mut keys, &mut slots, &mut out);
+    cache.classify(&tagged, 1, &mut keys, &mut slots, &mut out);
+    g.bench_function("frame_key_plus_emc_hit_batch32_tagged", |b| {
+        b.iter(|| {
+            let built = cache.classify(black_box(&tagged), 1, &mut keys, &mut slots, &mut out);
+            debug_assert!(built == 0 && out.iter().all(|o| *o == Some(id)));
+            black_box(&out);
+        })
+    });
     g.finish();
 }
 

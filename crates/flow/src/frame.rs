@@ -14,17 +14,26 @@
 //! loads and masks, a hash and a compare, where building the 18-word flow
 //! key costs about twice that (measured, `BENCHMARKS.md`).
 //!
+//! Frames of that shape with one 802.1Q tag (a trunk port's) have frame
+//! keys too: the same bytes four further on, the tag in the place of the
+//! source MAC's last four bytes, those in bits the untagged layout masks
+//! out, and a bit in the port word that keeps tagged and untagged keys
+//! apart ([`sluice_packet::headers::fast_shape_tagged`]). Their flow keys
+//! take the general walk, on a miss only.
+//!
 //! The shape check is the one the flow-key extractor's own straight line
 //! takes, and the property that equal frame keys mean equal flow keys is
-//! tested on random frames and byte changes (and fuzzed). Frames of any
-//! other shape have no frame key; the caches use their flow key.
+//! tested on random frames and byte changes, tagged and not (and fuzzed).
+//! Frames of any other shape have no frame key; the caches use their flow
+//! key.
 
-use sluice_packet::headers::fast_shape;
+use sluice_packet::headers::{fast_shape, fast_shape_tagged};
 
 use crate::emc::ExactKey;
 use crate::hash::hash_four;
 
-/// Header bytes a frame key covers (TCP flags end at byte 47).
+/// Header bytes a frame key covers (TCP flags end at byte 47), of an
+/// untagged frame; four more of a tagged one.
 pub const FRAME_KEY_BYTES: usize = 48;
 
 /// Which bits of each of the six header words a frame key keeps (words
@@ -45,6 +54,11 @@ const MASK: [u64; 5] = [
     // TCP sequence (out).
     0xffff_ffff_ffff,
 ];
+/// In the port word of a tagged frame's key, so that no tagged frame's key
+/// equals an untagged one's (their second and third words are laid out
+/// differently).
+const TAGGED: u64 = 1 << 32;
+
 /// Bytes 40..48 for TCP: the low bit of 46 (NS) and 47, the other flags.
 /// (For UDP they are payload, out.)
 const TCP_FLAGS_MASK: u64 = 0xff01 << 48;
@@ -58,7 +72,8 @@ pub struct FrameKey {
 
 impl core::fmt::Debug for FrameKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "FrameKey(in_port {}, {:016x?})", self.w[6], &self.w[..6])
+        let tagged = if self.w[6] & TAGGED != 0 { ", tagged" } else { "" };
+        write!(f, "FrameKey(in_port {}{tagged}, {:016x?})", self.in_port(), &self.w[..6])
     }
 }
 
@@ -68,12 +83,37 @@ impl FrameKey {
 
     /// The key of `frame`, received on `in_port` with no other metadata
     /// (what [`crate::Metadata::port`] describes), or `None` when the frame
-    /// is not of the common shape.
+    /// is not of the common shape, untagged or with one 802.1Q tag.
     #[inline(always)]
     pub fn extract(frame: &[u8], in_port: u32) -> Option<FrameKey> {
-        let tcp = fast_shape(frame)?;
-        // A UDP frame may end before byte 48 (a TCP one may not): no key.
-        let b = frame.first_chunk::<FRAME_KEY_BYTES>()?;
+        match fast_shape(frame) {
+            // A UDP frame may end before byte 48 (a TCP one may not): no key.
+            Some(tcp) => Some(FrameKey::of(frame.first_chunk::<FRAME_KEY_BYTES>()?, tcp, u64::from(in_port))),
+            None => FrameKey::tagged(frame, in_port),
+        }
+    }
+
+    /// The key of a frame with one 802.1Q tag: the untagged layout read
+    /// four bytes further on (so the second word holds the tag instead of
+    /// the source MAC's last four bytes, which go to the third word's
+    /// masked-out low bits), and [`TAGGED`] with the port. Out of line: the
+    /// untagged frames' loop stays small.
+    #[inline(never)]
+    fn tagged(frame: &[u8], in_port: u32) -> Option<FrameKey> {
+        let tcp = fast_shape_tagged(frame)?;
+        let after = frame.get(4..).and_then(|b| b.first_chunk::<FRAME_KEY_BYTES>())?;
+        let mut k = FrameKey::of(after, tcp, TAGGED | u64::from(in_port));
+        // Bytes 0..8 are the MACs' first eight, as untagged; 8..12 finish
+        // the source MAC.
+        k.w[0] = u64::from_le_bytes(*frame.first_chunk::<8>()?);
+        k.w[2] |= u64::from(u32::from_le_bytes(*frame.get(8..12)?.first_chunk::<4>()?));
+        Some(k)
+    }
+
+    /// The six words of masked header bytes `b` (the untagged layout), and
+    /// the port word.
+    #[inline(always)]
+    fn of(b: &[u8; FRAME_KEY_BYTES], tcp: bool, port: u64) -> FrameKey {
         let word = |i: usize| {
             u64::from_le_bytes([
                 b[8 * i],
@@ -87,7 +127,7 @@ impl FrameKey {
             ])
         };
         let last = if tcp { TCP_FLAGS_MASK } else { 0 };
-        Some(FrameKey {
+        FrameKey {
             w: [
                 word(0) & MASK[0],
                 word(1) & MASK[1],
@@ -95,9 +135,9 @@ impl FrameKey {
                 word(3) & MASK[3],
                 word(4) & MASK[4],
                 word(5) & last,
-                u64::from(in_port),
+                port,
             ],
-        })
+        }
     }
 
     /// The input port.
@@ -173,11 +213,20 @@ pub(crate) mod testing {
         }
         f
     }
+
+    /// `f` with an 802.1Q tag (`tci`) after its MACs.
+    pub(crate) fn tagged(f: &[u8], tci: u16) -> Vec<u8> {
+        let mut t = f[..12].to_vec();
+        t.extend_from_slice(&[0x81, 0x00]);
+        t.extend_from_slice(&tci.to_be_bytes());
+        t.extend_from_slice(&f[12..]);
+        t
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testing::frame;
+    use super::testing::{frame, tagged};
     use super::*;
     use crate::key::{FlowKey, Metadata};
     use proptest::prelude::*;
@@ -195,9 +244,16 @@ mod tests {
         assert!(FrameKey::extract(&udp, 1).is_some());
         // A UDP frame that ends before byte 48 has no key (but a flow key).
         assert!(FrameKey::extract(&frame(false, 46, 3), 1).is_none());
-        let mut tagged = udp.clone();
-        tagged[12..14].copy_from_slice(&[0x81, 0x00]);
-        assert!(FrameKey::extract(&tagged, 1).is_none());
+        // One 802.1Q tag: a key, not the untagged frame's; a tag of
+        // another kind, or a second tag: none.
+        let one = tagged(&udp, 0x200a);
+        assert!(FrameKey::extract(&one, 1).is_some());
+        assert_ne!(FrameKey::extract(&one, 1), FrameKey::extract(&udp, 1));
+        assert_ne!(FrameKey::extract(&one, 1), FrameKey::extract(&tagged(&udp, 0x200b), 1));
+        let mut qinq = one.clone();
+        qinq[12..14].copy_from_slice(&[0x88, 0xa8]);
+        assert!(FrameKey::extract(&qinq, 1).is_none());
+        assert!(FrameKey::extract(&tagged(&one, 7), 1).is_none());
         let mut options = tcp.clone();
         options[14] = 0x46;
         assert!(FrameKey::extract(&options, 1).is_none());
@@ -211,20 +267,40 @@ mod tests {
         assert_ne!(FrameKey::extract(&tcp, 1), FrameKey::extract(&tcp, 2));
     }
 
+    /// An untagged frame whose source MAC ends in what a tag would be,
+    /// and a tagged one whose source MAC ends in zeros, lay out the same
+    /// bytes in their first three words: the port word tells them apart.
+    #[test]
+    fn tagged_and_untagged_keys_never_collide() {
+        let mut untagged = frame(false, 64, 9);
+        untagged[8..12].copy_from_slice(&[0x81, 0x00, 0x20, 0x0a]);
+        let mut inner = untagged.clone();
+        inner[8..12].fill(0);
+        let one = tagged(&inner, 0x200a);
+        let (a, b) = (FrameKey::extract(&untagged, 1).unwrap(), FrameKey::extract(&one, 1).unwrap());
+        assert_eq!(a.w[..2], b.w[..2]);
+        assert_ne!(a, b);
+        assert_ne!(flow_key(&untagged, 1), flow_key(&one, 1));
+        assert_eq!(b.in_port(), 1);
+    }
+
     #[test]
     fn masked_out_bytes_do_not_change_the_key_and_kept_ones_do() {
-        for tcp in [false, true] {
+        for (tcp, tag) in [(false, None), (true, None), (false, Some(0x200a)), (true, Some(0xe005))] {
             let f = frame(tcp, 64, 7);
+            let f = tag.map_or(f.clone(), |t| tagged(&f, t));
             let k = FrameKey::extract(&f, 3).unwrap();
-            for at in 0..FRAME_KEY_BYTES {
+            for at in 0..FRAME_KEY_BYTES + 4 {
                 let mut g = f.clone();
                 g[at] ^= 0x01;
                 // Offsets 14 and 46 (TCP) change the shape or the header
                 // length: the key may vanish; never may it stay equal while
                 // the flow key changes.
                 match FrameKey::extract(&g, 3) {
-                    Some(k2) if k2 == k => assert_eq!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp})"),
-                    Some(_) => assert_ne!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp})"),
+                    Some(k2) if k2 == k => {
+                        assert_eq!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp}, tag {tag:?})")
+                    }
+                    Some(_) => assert_ne!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp}, tag {tag:?})"),
                     None => {}
                 }
             }
@@ -235,29 +311,34 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         /// The property the exact-match cache relies on: frames with equal
-        /// frame keys have equal flow keys; and a frame has a key exactly
-        /// when the flow key's straight line takes it (and it is 48 bytes
-        /// or more).
+        /// frame keys have equal flow keys, tagged or not; and a frame has
+        /// a key exactly when the flow key's straight line takes it (and it
+        /// is 48 bytes or more), or takes it with its one 802.1Q tag taken
+        /// out (52 bytes or more).
         #[test]
         fn equal_frame_keys_mean_equal_flow_keys(
             tcp in any::<bool>(),
             len in 54usize..96,
             seed in any::<u64>(),
+            tag in proptest::option::of(any::<u16>()),
             edits in proptest::collection::vec((0usize..96, any::<u8>()), 0..6),
             cut in 0usize..8,
         ) {
             let f = frame(tcp, len, seed);
+            let f = tag.map_or(f.clone(), |t| tagged(&f, t));
             let mut g = f.clone();
             for (at, v) in edits {
                 if let Some(b) = g.get_mut(at) {
                     *b = v;
                 }
             }
-            g.truncate(len - cut);
+            g.truncate(g.len() - cut);
             let (kf, kg) = (FrameKey::extract(&f, 5), FrameKey::extract(&g, 5));
             prop_assert!(kf.is_some());
             let mut h = Headers::EMPTY;
-            prop_assert_eq!(kg.is_some(), g.len() >= FRAME_KEY_BYTES && h.parse_fast(&g));
+            let untagged = g.len() >= FRAME_KEY_BYTES && h.parse_fast(&g);
+            let one_tag = g.len() >= FRAME_KEY_BYTES + 4 && g.get(4..).is_some_and(|v| sluice_packet::headers::fast_shape(v).is_some()) && g[12..14] == [0x81, 0x00];
+            prop_assert_eq!(kg.is_some(), untagged || one_tag);
             if kf == kg {
                 prop_assert_eq!(flow_key(&f, 5), flow_key(&g, 5));
                 prop_assert_eq!(kf.map(|k| k.hash()), kg.map(|k| k.hash()));
