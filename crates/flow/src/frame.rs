@@ -96,9 +96,11 @@ impl FrameKey {
     /// The key of a frame with one 802.1Q tag: the untagged layout read
     /// four bytes further on (so the second word holds the tag instead of
     /// the source MAC's last four bytes, which go to the third word's
-    /// masked-out low bits), and [`TAGGED`] with the port. Out of line: the
-    /// untagged frames' loop stays small.
-    #[inline(never)]
+    /// masked-out low bits), and [`TAGGED`] with the port. Inline: returned
+    /// through memory, the key's eight-byte stores would be read back by
+    /// 16-byte loads that wait for them (measured: a tagged hit took twice
+    /// an untagged one's time).
+    #[inline(always)]
     fn tagged(frame: &[u8], in_port: u32) -> Option<FrameKey> {
         let tcp = fast_shape_tagged(frame)?;
         let after = frame.get(4..).and_then(|b| b.first_chunk::<FRAME_KEY_BYTES>())?;
