@@ -19,7 +19,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use sluice_flow::{Actions, Classifier, Field, FlowCache, FlowKey, InsertPolicy, Mask, Match, MegaflowCache, Metadata};
 mod common;
 
-use common::{FRAME_LEN, Flows, write_frame};
+use common::{FRAME_LEN, Flows, five_tuple, write_frame};
 use sluice_mem::HugePages;
 use sluice_packet::Headers;
 
@@ -113,18 +113,6 @@ fn frame(i: u32) -> [u8; FRAME_LEN] {
 fn key_of(i: u32) -> FlowKey {
     let mut h = Headers::EMPTY;
     FlowKey::extract(&frame(i), &Metadata::port(1), &mut h)
-}
-
-fn five_tuple() -> Mask {
-    Mask::of(&[
-        Field::InPort,
-        Field::EthType,
-        Field::Ipv4Src,
-        Field::Ipv4Dst,
-        Field::NwProto,
-        Field::TpSrc,
-        Field::TpDst,
-    ])
 }
 
 fn extract_and_emc(c: &mut Crit) {

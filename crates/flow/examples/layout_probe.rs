@@ -23,13 +23,13 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use sluice_flow::{Field, FlowKey, Mask, Metadata};
+use sluice_flow::{FlowKey, Metadata};
 use sluice_packet::Headers;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::{FRAME_LEN, Flows, prefetch, write_frame};
+use common::{FRAME_LEN, Flows, five_tuple, prefetch, write_frame};
 
 #[global_allocator]
 static ALLOC: sluice_mem::HugePages = sluice_mem::HugePages;
@@ -286,15 +286,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let flows: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1_000_000).max(1);
     let delay: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(8);
-    let mask = Mask::of(&[
-        Field::InPort,
-        Field::EthType,
-        Field::NwProto,
-        Field::Ipv4Src,
-        Field::Ipv4Dst,
-        Field::TpSrc,
-        Field::TpDst,
-    ]);
+    let mask = five_tuple();
     let (mut at, mut words, mut n) = ([0usize; 5], [0u64; 5], 0);
     for (i, &w) in mask.words().iter().enumerate().filter(|(_, w)| **w != 0) {
         assert!(n < 5, "the five-tuple mask spans five key words");

@@ -13,13 +13,13 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use sluice_flow::{Actions, Field, FlowCache, FlowKey, InsertPolicy, Mask, Metadata};
+use sluice_flow::{Actions, FlowCache, FlowKey, InsertPolicy, Metadata};
 use sluice_packet::Headers;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::{FRAME_LEN, Flows, write_frame};
+use common::{FRAME_LEN, Flows, five_tuple, write_frame};
 
 #[global_allocator]
 static ALLOC: sluice_mem::HugePages = sluice_mem::HugePages;
@@ -35,15 +35,7 @@ fn main() {
     };
     let active: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(flows).clamp(1, flows.max(1));
     sluice_mem::set_huge_pages(args.next().as_deref() != Some("small"));
-    let mask = Mask::of(&[
-        Field::InPort,
-        Field::EthType,
-        Field::NwProto,
-        Field::Ipv4Src,
-        Field::Ipv4Dst,
-        Field::TpSrc,
-        Field::TpDst,
-    ]);
+    let mask = five_tuple();
     let mut cache = FlowCache::new(8192, policy, 2_000_000, 7);
     let mut f = [0u8; FRAME_LEN];
     let mut h = Headers::EMPTY;

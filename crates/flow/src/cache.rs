@@ -112,11 +112,11 @@ impl FlowCache {
         out: &mut [Option<FlowId>],
     ) -> u64 {
         let n = frames.len().min(keys.len()).min(headers.len()).min(out.len()).min(BATCH);
-        let (frames, keys, headers, out) = (&frames[..n], &mut keys[..n], &mut headers[..n], &mut out[..n]);
-        let meta = Metadata::port(in_port);
+        let (frames, out) = (&frames[..n], &mut out[..n]);
+        let mut rest = Rest { meta: Metadata::port(in_port), keys: &mut keys[..n], headers: &mut headers[..n] };
         let all = low_bits(n);
         if self.skip_emc() {
-            return self.classify_bypassing(frames, &meta, keys, headers, out, all);
+            return self.classify_bypassing(frames, &mut rest, out, all);
         }
         // Frame keys first: bit i of `framed_miss` for a keyed frame that
         // missed, of `unframed` for a frame of another shape.
@@ -145,7 +145,7 @@ impl FlowCache {
             self.count_window(n as u32, frame_hits);
             return 0;
         }
-        self.classify_misses(frames, &meta, keys, headers, out, framed_miss, unframed, frame_hits)
+        self.classify_misses(frames, &mut rest, out, [framed_miss, unframed], frame_hits)
     }
 
     /// [`classify`](Self::classify) while bypassing the EMC: every frame's
@@ -156,62 +156,31 @@ impl FlowCache {
     fn classify_bypassing<B: AsRef<[u8]>>(
         &mut self,
         frames: &[B],
-        meta: &Metadata,
-        keys: &mut [FlowKey],
-        headers: &mut [Headers],
+        rest: &mut Rest<'_>,
         out: &mut [Option<FlowId>],
         all: u64,
     ) -> u64 {
-        // Each key's first bucket asked for as soon as the key is built (a
-        // lookup beyond the caches; see `MegaflowCache::early`).
-        let early = self.megaflows.early();
-        let mut full = 0u64;
-        for (i, ((f, k), h)) in frames.iter().zip(keys.iter_mut()).zip(headers.iter_mut()).enumerate() {
-            if !k.extract_common(f.as_ref(), meta) {
-                k.extract_into(f.as_ref(), meta, h);
-                full |= 1 << i;
-            }
-            if let Some(e) = &early {
-                self.early_hashes[i % BATCH] = e.start(k);
-            }
-        }
-        let started = early.is_some().then_some(&*self.early_hashes);
+        let (full, started) = self.build_keys(frames, rest, all, all);
         out.fill(None);
-        self.megaflows.lookup_started(keys, all, started, out);
-        full | parse_missed(frames, headers, out, all & !full)
+        self.megaflows.lookup_started(rest.keys, all, started.then_some(&*self.early_hashes), out);
+        full | parse_missed(frames, rest.headers, out, all & !full)
     }
 
     /// [`classify`](Self::classify) after the frame keys, for the frames
     /// that missed (`framed_miss`) or have none (`unframed`).
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn classify_misses<B: AsRef<[u8]>>(
         &mut self,
         frames: &[B],
-        meta: &Metadata,
-        keys: &mut [FlowKey],
-        headers: &mut [Headers],
+        rest: &mut Rest<'_>,
         out: &mut [Option<FlowId>],
-        framed_miss: u64,
-        unframed: u64,
+        [framed_miss, unframed]: [u64; 2],
         frame_hits: u32,
     ) -> u64 {
-        // Each missed key's first bucket asked for as soon as the key is
-        // built (a lookup beyond the caches; see `MegaflowCache::early`).
-        let early = self.megaflows.early();
-        for i in bits(framed_miss | unframed) {
-            if let (Some(f), Some(k), Some(h)) = (frames.get(i), keys.get_mut(i), headers.get_mut(i)) {
-                // A keyed frame has the common shape: its key alone, its
-                // headers only if it misses the megaflows too.
-                if framed_miss & (1 << i) == 0 || !k.extract_common(f.as_ref(), meta) {
-                    k.extract_into(f.as_ref(), meta, h);
-                }
-                if let Some(e) = &early {
-                    self.early_hashes[i] = e.start(k);
-                }
-            }
-        }
-        let started = early.is_some();
+        // A keyed frame's key alone (its headers only if it misses the
+        // megaflows too).
+        let (_, started) = self.build_keys(frames, rest, framed_miss | unframed, framed_miss);
+        let keys = &*rest.keys;
         let mut flow_hits = 0u32;
         let mut pending = framed_miss;
         for i in bits(unframed) {
@@ -238,7 +207,32 @@ impl FlowCache {
                 }
             }
         }
-        unframed | parse_missed(frames, headers, out, framed_miss)
+        unframed | parse_missed(frames, rest.headers, out, framed_miss)
+    }
+
+    /// Builds the keys of the frames in `which`, each one's first bucket
+    /// asked for as soon as it exists (a lookup beyond the caches; see
+    /// `MegaflowCache::early`): the straight line alone for the frames in
+    /// `bare` that have the common shape, the key and the headers for the
+    /// others. Returns the frames whose headers were filled, and whether
+    /// the early hashes were taken.
+    #[inline(always)]
+    fn build_keys<B: AsRef<[u8]>>(&mut self, frames: &[B], rest: &mut Rest<'_>, which: u64, bare: u64) -> (u64, bool) {
+        let early = self.megaflows.early();
+        let mut full = 0u64;
+        for i in bits(which) {
+            let (Some(f), Some(k), Some(h)) = (frames.get(i), rest.keys.get_mut(i), rest.headers.get_mut(i)) else {
+                continue;
+            };
+            if bare & (1 << i) == 0 || !k.extract_common(f.as_ref(), &rest.meta) {
+                k.extract_into(f.as_ref(), &rest.meta, h);
+                full |= 1 << i;
+            }
+            if let Some(e) = &early {
+                self.early_hashes[i % BATCH] = e.start(k);
+            }
+        }
+        (full, early.is_some())
     }
 
     /// Counts a batch's EMC lookups and hits into the window, and ends the
@@ -355,6 +349,14 @@ impl FlowCache {
         self.window_hits = 0;
         self.since_sample = 0;
     }
+}
+
+/// What [`FlowCache::classify`]'s miss paths fill besides the answers:
+/// the keys and headers, and the metadata the keys are built with.
+struct Rest<'a> {
+    meta: Metadata,
+    keys: &'a mut [FlowKey],
+    headers: &'a mut [Headers],
 }
 
 /// The headers of the frames in `which` that missed both caches (their

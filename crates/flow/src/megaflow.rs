@@ -1102,21 +1102,27 @@ mod tests {
         }
     }
 
+    /// Masks over `in_port` and `tp_dst` (and more), one per compare
+    /// width the deep lookup unrolls: 2 words (up to 4), 5, 6, 8, and all
+    /// of them (wider than a slot holds inline).
+    fn one_mask_per_width() -> [Mask; 5] {
+        let six = Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src]);
+        [
+            Mask::of(&[Field::InPort, Field::TpDst]),
+            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::EthDst, Field::Ipv4Src]),
+            six,
+            six.with(Field::Ipv4Dst, u128::MAX).with(Field::Reg0, u128::MAX),
+            Mask::from_words([u64::MAX; KEY_WORDS]),
+        ]
+    }
+
     #[test]
     fn batch_in_a_subtable_beyond_the_prefetch_threshold_agrees() {
         // Enough entries for a slab of at least PREFETCH_MIN_SLOTS slots,
         // so that `lookup_batch` takes the prefetching pipeline; one mask
         // per compare width it unrolls (up to 4 words, 5, 6, 8, and a mask
         // wider than a slot holds inline).
-        let masks = [
-            Mask::of(&[Field::InPort, Field::TpDst]),
-            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::EthDst, Field::Ipv4Src]),
-            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src]),
-            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src])
-                .with(Field::Ipv4Dst, u128::MAX)
-                .with(Field::Reg0, u128::MAX),
-            Mask::from_words([u64::MAX; KEY_WORDS]),
-        ];
+        let masks = one_mask_per_width();
         let mut widths = Vec::new();
         for mask in &masks {
             let mut c = MegaflowCache::new(1 << 20);
@@ -1150,15 +1156,7 @@ mod tests {
         // 256 keys of a port share a bucket chain and a signature, and
         // only the compare tells them apart; they differ in tp_dst alone,
         // the last word the compare reads. One mask per unrolled width.
-        let masks = [
-            Mask::of(&[Field::InPort, Field::TpDst]),
-            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::EthDst, Field::Ipv4Src]),
-            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src]),
-            Mask::of(&[Field::InPort, Field::TpDst, Field::EthType, Field::Vlan0, Field::EthDst, Field::Ipv4Src])
-                .with(Field::Ipv4Dst, u128::MAX)
-                .with(Field::Reg0, u128::MAX),
-            Mask::from_words([u64::MAX; KEY_WORDS]),
-        ];
+        let masks = one_mask_per_width();
         for mask in &masks {
             let mut c = MegaflowCache::new(1 << 20);
             // The subtable exists from its first entry (hashed the usual

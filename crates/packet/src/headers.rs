@@ -568,6 +568,21 @@ mod tests {
         f
     }
 
+    /// `base` with each of its first `upto` bytes set to each of `values`,
+    /// then every truncation of it.
+    fn changes(base: &[u8], upto: usize, values: &[u8]) -> Vec<Vec<u8>> {
+        let mut cases = Vec::new();
+        for at in 0..upto {
+            for &v in values {
+                let mut f = base.to_vec();
+                f[at] = v;
+                cases.push(f);
+            }
+        }
+        cases.extend((0..=base.len()).map(|len| base[..len].to_vec()));
+        cases
+    }
+
     fn general(frame: &[u8]) -> (Result<()>, Headers) {
         let mut h = Headers::EMPTY;
         let r = h.parse_general(frame);
@@ -582,20 +597,9 @@ mod tests {
         let mut taken = 0;
         for proto in [17u8, 6] {
             let base = frame(proto);
-            let mut cases = Vec::new();
-            for at in 0..60 {
-                for v in
-                    [0u8, 1, 0x05, 0x06, 0x08, 0x11, 0x14, 0x1c, 0x20, 0x28, 0x2e, 0x3f, 0x45, 0x46, 0x50, 0x86, 0xff]
-                {
-                    let mut f = base;
-                    f[at] = v;
-                    cases.push(f.to_vec());
-                }
-            }
-            for len in 0..=64 {
-                cases.push(base[..len].to_vec());
-            }
-            for f in &cases {
+            let values =
+                [0u8, 1, 0x05, 0x06, 0x08, 0x11, 0x14, 0x1c, 0x20, 0x28, 0x2e, 0x3f, 0x45, 0x46, 0x50, 0x86, 0xff];
+            for f in &changes(&base, 60, &values) {
                 let mut fast = Headers::EMPTY;
                 let r = fast.parse_into(f);
                 let mut again = Headers::EMPTY;
@@ -641,18 +645,8 @@ mod tests {
             base[..12].copy_from_slice(&inner[..12]);
             base[12..16].copy_from_slice(&[0x81, 0x00, 0x20, 0x0a]);
             base[16..].copy_from_slice(&inner[12..]);
-            let mut cases = Vec::new();
-            for at in 0..64 {
-                for v in [0u8, 1, 0x06, 0x08, 0x11, 0x14, 0x28, 0x45, 0x46, 0x50, 0x81, 0x88, 0xa8, 0xff] {
-                    let mut f = base;
-                    f[at] = v;
-                    cases.push(f.to_vec());
-                }
-            }
-            for len in 0..=68 {
-                cases.push(base[..len].to_vec());
-            }
-            for f in &cases {
+            let values = [0u8, 1, 0x06, 0x08, 0x11, 0x14, 0x28, 0x45, 0x46, 0x50, 0x81, 0x88, 0xa8, 0xff];
+            for f in &changes(&base, 64, &values) {
                 let (r, h) = general(f);
                 let walk = r.is_ok()
                     && h.eth.tag_count == 1

@@ -3,6 +3,22 @@
 //! (Each user takes what it needs.)
 #![allow(dead_code)]
 
+use sluice_flow::{Field, Mask};
+
+/// The megaflow mask of a five-tuple (with the port and EtherType): what
+/// each of the flows' megaflows matches when every flow has its own.
+pub fn five_tuple() -> Mask {
+    Mask::of(&[
+        Field::InPort,
+        Field::EthType,
+        Field::NwProto,
+        Field::Ipv4Src,
+        Field::Ipv4Dst,
+        Field::TpSrc,
+        Field::TpDst,
+    ])
+}
+
 /// Bytes per frame.
 pub const FRAME_LEN: usize = 64;
 
