@@ -84,31 +84,27 @@ impl FrameKey {
     /// The key of `frame`, received on `in_port` with no other metadata
     /// (what [`crate::Metadata::port`] describes), or `None` when the frame
     /// is not of the common shape, untagged or with one 802.1Q tag.
+    ///
+    /// A tagged frame's key is the untagged layout read four bytes further
+    /// on (so the second word holds the tag instead of the source MAC's
+    /// last four bytes, which go to the third word's masked-out low bits),
+    /// and [`TAGGED`] with the port. Only the shape check of tagged frames
+    /// is out of line: what it returns fits in registers, where a whole
+    /// key returned through memory stalls the loads that read it back (a
+    /// tagged hit took twice an untagged one's time that way).
     #[inline(always)]
     pub fn extract(frame: &[u8], in_port: u32) -> Option<FrameKey> {
-        match fast_shape(frame) {
+        if let Some(tcp) = fast_shape(frame) {
             // A UDP frame may end before byte 48 (a TCP one may not): no key.
-            Some(tcp) => Some(FrameKey::of(frame.first_chunk::<FRAME_KEY_BYTES>()?, tcp, u64::from(in_port))),
-            None => FrameKey::tagged(frame, in_port),
+            return Some(FrameKey::of(frame.first_chunk::<FRAME_KEY_BYTES>()?, tcp, u64::from(in_port)));
         }
-    }
-
-    /// The key of a frame with one 802.1Q tag: the untagged layout read
-    /// four bytes further on (so the second word holds the tag instead of
-    /// the source MAC's last four bytes, which go to the third word's
-    /// masked-out low bits), and [`TAGGED`] with the port. Inline: returned
-    /// through memory, the key's eight-byte stores would be read back by
-    /// 16-byte loads that wait for them (measured: a tagged hit took twice
-    /// an untagged one's time).
-    #[inline(always)]
-    fn tagged(frame: &[u8], in_port: u32) -> Option<FrameKey> {
-        let tcp = fast_shape_tagged(frame)?;
-        let after = frame.get(4..).and_then(|b| b.first_chunk::<FRAME_KEY_BYTES>())?;
-        let mut k = FrameKey::of(after, tcp, TAGGED | u64::from(in_port));
+        let (view, tcp) = tagged_view(frame)?;
+        let mut k = FrameKey::of(view.first_chunk::<FRAME_KEY_BYTES>()?, tcp, TAGGED | u64::from(in_port));
         // Bytes 0..8 are the MACs' first eight, as untagged; 8..12 finish
         // the source MAC.
-        k.w[0] = u64::from_le_bytes(*frame.first_chunk::<8>()?);
-        k.w[2] |= u64::from(u32::from_le_bytes(*frame.get(8..12)?.first_chunk::<4>()?));
+        let head = frame.first_chunk::<12>()?;
+        k.w[0] = u64::from_le_bytes([head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]]);
+        k.w[2] |= u64::from(u32::from_le_bytes([head[8], head[9], head[10], head[11]]));
         Some(k)
     }
 
@@ -164,6 +160,16 @@ impl FrameKey {
             w[4] ^ w[6].rotate_right(16),
         ])
     }
+}
+
+/// A frame with one 802.1Q tag in front of the common shape: the frame
+/// from byte 4 on (laid out as an untagged one from there, but for the
+/// MACs), and whether it is TCP.
+#[cold]
+#[inline(never)]
+fn tagged_view(frame: &[u8]) -> Option<(&[u8], bool)> {
+    let tcp = fast_shape_tagged(frame)?;
+    Some((frame.get(4..)?, tcp))
 }
 
 impl ExactKey for FrameKey {
