@@ -84,21 +84,30 @@ impl FrameKey {
     /// The key of `frame`, received on `in_port` with no other metadata
     /// (what [`crate::Metadata::port`] describes), or `None` when the frame
     /// is not of the common shape, untagged or with one 802.1Q tag.
-    ///
-    /// A tagged frame's key is the untagged layout read four bytes further
-    /// on (so the second word holds the tag instead of the source MAC's
-    /// last four bytes, which go to the third word's masked-out low bits),
-    /// and [`TAGGED`] with the port. Only the shape check of tagged frames
-    /// is out of line: what it returns fits in registers, where a whole
-    /// key returned through memory stalls the loads that read it back (a
-    /// tagged hit took twice an untagged one's time that way).
-    #[inline(always)]
+    #[inline]
     pub fn extract(frame: &[u8], in_port: u32) -> Option<FrameKey> {
-        if let Some(tcp) = fast_shape(frame) {
-            // A UDP frame may end before byte 48 (a TCP one may not): no key.
-            return Some(FrameKey::of(frame.first_chunk::<FRAME_KEY_BYTES>()?, tcp, u64::from(in_port)));
-        }
-        let (view, tcp) = tagged_view(frame)?;
+        FrameKey::untagged(frame, in_port).or_else(|| FrameKey::tagged(frame, in_port))
+    }
+
+    /// [`extract`](Self::extract) for an untagged frame: `None` for any
+    /// other, tagged ones included. The exact-match loop's path: it calls
+    /// [`tagged`](Self::tagged) out of line when this says no, so that
+    /// the untagged frames keep their registers.
+    #[inline(always)]
+    pub(crate) fn untagged(frame: &[u8], in_port: u32) -> Option<FrameKey> {
+        let tcp = fast_shape(frame)?;
+        // A UDP frame may end before byte 48 (a TCP one may not): no key.
+        Some(FrameKey::of(frame.first_chunk::<FRAME_KEY_BYTES>()?, tcp, u64::from(in_port)))
+    }
+
+    /// [`extract`](Self::extract) for a frame with one 802.1Q tag: the
+    /// untagged layout read four bytes further on (so the second word holds
+    /// the tag instead of the source MAC's last four bytes, which go to the
+    /// third word's masked-out low bits), and [`TAGGED`] with the port.
+    #[inline(always)]
+    pub(crate) fn tagged(frame: &[u8], in_port: u32) -> Option<FrameKey> {
+        let tcp = fast_shape_tagged(frame)?;
+        let view = frame.get(4..)?;
         let mut k = FrameKey::of(view.first_chunk::<FRAME_KEY_BYTES>()?, tcp, TAGGED | u64::from(in_port));
         // Bytes 0..8 are the MACs' first eight, as untagged; 8..12 finish
         // the source MAC.
@@ -160,16 +169,6 @@ impl FrameKey {
             w[4] ^ w[6].rotate_right(16),
         ])
     }
-}
-
-/// A frame with one 802.1Q tag in front of the common shape: the frame
-/// from byte 4 on (laid out as an untagged one from there, but for the
-/// MACs), and whether it is TCP.
-#[cold]
-#[inline(never)]
-fn tagged_view(frame: &[u8]) -> Option<(&[u8], bool)> {
-    let tcp = fast_shape_tagged(frame)?;
-    Some((frame.get(4..)?, tcp))
 }
 
 impl ExactKey for FrameKey {
