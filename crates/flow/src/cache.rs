@@ -186,7 +186,7 @@ impl FlowCache {
     ) -> u64 {
         // A keyed frame's key alone (its headers only if it misses the
         // megaflows too).
-        let (_, started) = self.build_keys::<B, false>(frames, rest, framed_miss | unframed, framed_miss);
+        let (full, started) = self.build_keys::<B, false>(frames, rest, framed_miss | unframed, framed_miss);
         let keys = &*rest.keys;
         let mut flow_hits = 0u32;
         let mut pending = framed_miss;
@@ -214,7 +214,8 @@ impl FlowCache {
                 }
             }
         }
-        unframed | parse_missed(frames, rest.headers, out, framed_miss)
+        // (A tagged keyed frame got its headers with its key.)
+        full | parse_missed(frames, rest.headers, out, framed_miss & !full)
     }
 
     /// Builds the keys of the frames in `which`, each one's first bucket
