@@ -201,7 +201,7 @@ impl FlowCache {
             }
         }
         self.emc.count(u64::from(flow_hits), u64::from(unframed.count_ones() - flow_hits));
-        self.count_window(frames.len().min(out.len()) as u32, frame_hits + flow_hits);
+        self.count_window(frames.len() as u32, frame_hits + flow_hits);
         if pending != 0 {
             self.megaflows.lookup_started(keys, pending, started.then_some(&*self.early_hashes), out);
             for i in bits(pending) {

@@ -90,9 +90,9 @@ impl FrameKey {
     }
 
     /// [`extract`](Self::extract) for an untagged frame: `None` for any
-    /// other, tagged ones included. The exact-match loop's path: it calls
-    /// [`tagged`](Self::tagged) out of line when this says no, so that
-    /// the untagged frames keep their registers.
+    /// other, tagged ones included. The exact-match loop's path: when this
+    /// says no, the loop looks the frame up as a tagged one out of line,
+    /// so that the untagged frames keep their registers.
     #[inline(always)]
     pub(crate) fn untagged(frame: &[u8], in_port: u32) -> Option<FrameKey> {
         let tcp = fast_shape(frame)?;
