@@ -10,14 +10,32 @@
 //!
 //! Runs are serialised across processes by a lock file, because two emulated
 //! guests on a two-core machine slow each other past their timeouts.
+//!
+//! A guest starved of CPU can hang in early boot (RCU stalls, init never
+//! started; seen once in CI under load) and would then burn its whole
+//! timeout. So a run first does the lab's setup (cached after the first
+//! time), then boots; a guest that has not said it is ready within
+//! [`Lab::boot_limit`] (default [`BOOT_LIMIT`]) is killed and booted once
+//! more, and a second hang is reported as [`LabError::BootHung`].
+//!
 //! Setting `SLUICE_SKIP_LAB=1` makes every run return [`LabError::Skipped`];
 //! CI never sets it.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
+
+/// How long a guest may take from the start of its boot to its readiness
+/// marker before it is taken for hung: boots take 7–30 s here, under load.
+pub const BOOT_LIMIT: Duration = Duration::from_secs(150);
+/// Boots a run tries before it reports [`LabError::BootHung`].
+pub const BOOTS: u32 = 2;
+/// What the lab script logs when the guest printed its readiness marker.
+const READY: &str = "guest ready after";
 
 /// Why a lab run produced no result.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +58,19 @@ pub enum LabError {
         /// The script's exit status.
         status: i32,
         /// The last lines the script wrote to standard error.
+        log_tail: String,
+    },
+    /// Every boot hung: no guest said it was ready within the boot limit.
+    #[error(
+        "the QEMU lab's guest was not ready within {} s in any of {boots} boots (killed each time); the last log ends with:\n{log_tail}",
+        limit.as_secs()
+    )]
+    BootHung {
+        /// The limit each boot had.
+        limit: Duration,
+        /// Boots tried.
+        boots: u32,
+        /// The last lines the script wrote to standard error, last boot.
         log_tail: String,
     },
 }
@@ -73,6 +104,7 @@ pub struct Lab {
     nsim_vfs: u32,
     switchdev: bool,
     timeout: Duration,
+    boot_limit: Duration,
     mem_mb: u32,
 }
 
@@ -86,6 +118,7 @@ impl Default for Lab {
             nsim_vfs: 0,
             switchdev: false,
             timeout: Duration::from_secs(300),
+            boot_limit: BOOT_LIMIT,
             mem_mb: 1024,
         }
     }
@@ -142,6 +175,13 @@ impl Lab {
         self
     }
 
+    /// How long a boot may take to the guest's readiness before it is
+    /// killed and tried again (see the module docs).
+    pub fn boot_limit(mut self, t: Duration) -> Lab {
+        self.boot_limit = t;
+        self
+    }
+
     /// Guest memory in MiB.
     pub fn mem_mb(mut self, mb: u32) -> Lab {
         self.mem_mb = mb;
@@ -178,8 +218,40 @@ impl Lab {
         }
         let script = lab_script().ok_or(LabError::NoScript)?;
         let _lock = LabLock::acquire()?;
+        // The setup first, without a limit: a fresh machine downloads and
+        // builds here, which must not count against the boot.
+        let setup = self.command(&script, None).arg("--setup").output()?;
+        if !setup.status.success() {
+            let log = String::from_utf8_lossy(&setup.stderr).into_owned();
+            return Err(LabError::Lab { status: setup.status.code().unwrap_or(125), log_tail: last_lines(&log) });
+        }
+        let mut boot = 1;
+        loop {
+            let mut c = self.command(&script, share);
+            c.args(tail);
+            let (status, output, log, hung) = run_watched(c, self.boot_limit)?;
+            if hung && boot < BOOTS {
+                boot += 1;
+                eprintln!(
+                    "lab: the guest was not ready within {} s (a hung boot); killed it, booting again ({boot} of {BOOTS})",
+                    self.boot_limit.as_secs(),
+                );
+                continue;
+            }
+            if hung {
+                return Err(LabError::BootHung { limit: self.boot_limit, boots: BOOTS, log_tail: last_lines(&log) });
+            }
+            if status == 124 || status == 125 {
+                return Err(LabError::Lab { status, log_tail: last_lines(&log) });
+            }
+            return Ok(LabRun { status, output, log });
+        }
+    }
+
+    /// The lab script with this configuration's options.
+    fn command(&self, script: &Path, share: Option<&Path>) -> Command {
         let mut c = Command::new("bash");
-        c.arg(&script)
+        c.arg(script)
             .args(["--vfs", &self.vfs.to_string()])
             .args(["--pfs", &self.pfs.to_string()])
             .args(["--timeout", &self.timeout.as_secs().to_string()])
@@ -199,16 +271,99 @@ impl Lab {
         if let Some(dir) = share {
             c.arg("--share").arg(dir);
         }
-        c.args(tail);
-        let out = c.output()?;
-        let status = out.status.code().unwrap_or(125);
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        if status == 124 || status == 125 {
-            let log_tail = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>();
-            return Err(LabError::Lab { status, log_tail: log_tail.join("\n") });
-        }
-        Ok(LabRun { status, output: String::from_utf8_lossy(&out.stdout).into_owned(), log })
+        c
     }
+}
+
+/// Runs the lab script `c` to its end, reading its log as it comes; when
+/// the log has not said the guest is ready within `limit`, kills the
+/// script and everything it started. Returns the exit status, the
+/// standard output, the log, and whether the boot was taken for hung.
+fn run_watched(mut c: Command, limit: Duration) -> std::io::Result<(i32, String, String, bool)> {
+    let mut child = c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let (ready, seen) = mpsc::channel();
+    let err = child.stderr.take();
+    let log = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in err.into_iter().flat_map(|e| BufReader::new(e).lines()).map_while(Result::ok) {
+            if line.contains(READY) {
+                let _ = ready.send(());
+            }
+            log.push_str(&line);
+            log.push('\n');
+        }
+        log
+    });
+    let out = child.stdout.take();
+    let output = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut o) = out {
+            let _ = o.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
+    // Ready, or the log ended first (the script ended), or the limit.
+    let hung = matches!(seen.recv_timeout(limit), Err(mpsc::RecvTimeoutError::Timeout));
+    if hung {
+        kill_tree(child.id());
+    }
+    let status = child.wait()?.code().unwrap_or(125);
+    let log = log.join().unwrap_or_default();
+    let output = output.join().unwrap_or_default();
+    Ok((status, output, log, hung))
+}
+
+/// Stops process `root` and all its descendants, then kills them. (The
+/// lab's QEMU runs under `timeout`, which makes its own process group, so
+/// a process group kill would miss it.) Stopped first so that none starts
+/// another process between the listing and the kill.
+fn kill_tree(root: u32) {
+    for signal in [libc::SIGSTOP, libc::SIGKILL] {
+        let mut all = descendants(root);
+        all.push(root);
+        for pid in all {
+            // SAFETY: kill takes plain integers and touches no memory of
+            // ours; the pids are of our own child and its descendants.
+            unsafe { libc::kill(pid as libc::pid_t, signal) };
+        }
+    }
+}
+
+/// The processes below `root` (children, their children, ...), from
+/// their parents in `/proc`.
+fn descendants(root: u32) -> Vec<u32> {
+    let parent_of: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, proc_stat(pid)?.1)))
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(parent_of.iter().filter(|&&(_, pp)| pp == p).map(|&(c, _)| c));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Process `pid`'s state letter and parent, from `/proc/PID/stat`
+/// ("pid (comm) state ppid ...", where comm may hold spaces and
+/// parentheses).
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.next()?.parse().ok()?))
+}
+
+/// The last 40 lines of `log`.
+fn last_lines(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// `binary` and the shared libraries it links (per `ldd`), for
@@ -297,5 +452,80 @@ exit 7
         assert_eq!(run.lines_with("share: ").next(), Some("from-the-host"), "{}", run.output);
         assert_eq!(run.lines_with("pf: ").next(), Some("eth0 numvfs=2"), "{}", run.output);
         assert_eq!(run.lines_with("nsim-vfs: ").next(), Some("3"), "{}", run.output);
+    }
+
+    /// A boot that is not ready in time is killed, QEMU and all, and tried
+    /// once more; then the run says so. The payload would take a minute,
+    /// so the run must end well before that; and no QEMU may be left
+    /// orphaned (killing the script alone ends the run just as soon, but
+    /// leaves `timeout` and QEMU running, adopted by init).
+    #[test]
+    fn a_boot_not_ready_in_time_is_killed_and_tried_again() {
+        let start = std::time::Instant::now();
+        let lab = Lab::new().boot_limit(Duration::from_secs(2)).timeout(Duration::from_secs(300));
+        match lab.run_script("sleep 60; echo too-late", &[]) {
+            Err(LabError::Skipped) => eprintln!("SKIPPED: SLUICE_SKIP_LAB=1"),
+            Err(LabError::BootHung { boots, limit, .. }) => {
+                assert_eq!((boots, limit), (BOOTS, Duration::from_secs(2)));
+                let took = start.elapsed();
+                assert!(took < Duration::from_secs(60), "two killed boots took {took:?}");
+                let orphans: Vec<u32> = descendants(1)
+                    .into_iter()
+                    .filter(|&p| comm(p).is_some_and(|c| c.starts_with("qemu-system")))
+                    .filter(|&p| {
+                        parent(p).is_some_and(|t| comm(t).as_deref() == Some("timeout") && parent(t) == Some(1))
+                    })
+                    .collect();
+                assert!(orphans.is_empty(), "QEMU left running under an orphaned timeout: {orphans:?}");
+            }
+            other => panic!("expected a hung boot, got {other:?}"),
+        }
+    }
+
+    /// The command name of process `pid`.
+    fn comm(pid: u32) -> Option<String> {
+        Some(std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim_end().to_string())
+    }
+
+    /// The parent of process `pid`.
+    fn parent(pid: u32) -> Option<u32> {
+        Some(proc_stat(pid)?.1)
+    }
+
+    /// The kill reaches a descendant in its own session and process group
+    /// (as `timeout` puts QEMU), and the child's own children.
+    #[test]
+    fn kill_tree_reaches_descendants_in_other_process_groups() {
+        let mut child = Command::new("bash")
+            .args(["-c", "sleep 300 & setsid sleep 301 & wait"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let root = child.id();
+        let mut below = Vec::new();
+        for _ in 0..100 {
+            below = descendants(root);
+            if below.len() >= 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(below.len() >= 2, "the two sleeps should be below {root}: {below:?}");
+        kill_tree(root);
+        child.wait().unwrap();
+        // Gone, or a zombie waiting for whoever inherited it (a kill is
+        // delivered asynchronously: allow it a moment).
+        let state = |pid: u32| proc_stat(pid).map(|(s, _)| s);
+        for pid in below {
+            let mut s = state(pid);
+            for _ in 0..250 {
+                if matches!(s, None | Some('Z')) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                s = state(pid);
+            }
+            assert!(matches!(s, None | Some('Z')), "process {pid} survived: state {s:?}");
+        }
     }
 }
