@@ -1,5 +1,6 @@
-//! Two layouts for a megaflow table of a million entries, side by side in a
-//! lean pipeline, to decide whether a page-local layout is worth building.
+//! Layouts and key paths for a megaflow table of a million entries, side by
+//! side in a lean pipeline, to decide what is worth building into the
+//! cache (a page-local layout; a lookup without flow keys).
 //! The pipeline writes 32 frames, builds their flow keys, looks them up in
 //! one five-tuple subtable with group prefetching, and accounts each hit.
 //! There is no EMC and no bookkeeping: only the memory pattern and the work
@@ -16,9 +17,19 @@
 //! - `staged` is `separate` with each key's bucket read, and its slot asked
 //!   for, `D` keys after the key was built: the slot's miss overlaps the
 //!   building of later keys instead of following the whole batch.
+//! - `common` is `separate` with the flow key's straight line alone (no
+//!   headers), as the cache builds the keys of a batch that may hit.
+//! - `frame` is `separate` without flow keys: the five-tuple read straight
+//!   from the frame's bytes (after the common-shape check), hashed and
+//!   compared as three words (address and protocol, the other address and
+//!   the ports, the input port). The best case of a frame-direct megaflow
+//!   lookup: what a packet would cost if no flow key were built.
 //!
-//! `layout_probe [flows] [D]` (default 1000000 8), five rounds. BENCHMARKS.md ("Fifth
-//! round") has the results.
+//! `layout_probe [flows] [D] [layout] [packets]` (default 1000000 8, every
+//! layout, 4000000), five rounds; one round when a layout is named (for
+//! callgrind: the difference between two packet counts is the cost of the
+//! packets between them). BENCHMARKS.md ("Fifth round", "Sixth round") has
+//! the results.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -152,6 +163,8 @@ enum Layout {
     Separate,
     Paged,
     Staged(usize),
+    Common,
+    Frame,
 }
 
 struct Tables {
@@ -159,28 +172,71 @@ struct Tables {
     index: Vec<Bucket>,
     slab: Vec<Slot>,
     pages: Vec<Page>,
+    /// The `frame` layout's index and slab (the `separate` layout, keyed
+    /// by [`frame_words`]).
+    findex: Vec<Bucket>,
+    fslab: Vec<Slot>,
+}
+
+/// A common-shape frame's five-tuple in frame order, as three words: the
+/// source address with the protocol in the checksum's place, the
+/// destination address and the ports, and the input port. `None` for a
+/// frame of another shape.
+#[inline(always)]
+fn frame_words(f: &[u8], in_port: u32) -> Option<[u64; 3]> {
+    sluice_packet::headers::fast_shape(f)?;
+    let b = f.first_chunk::<40>()?;
+    let w3 = u64::from_le_bytes(b[24..32].try_into().ok()?);
+    let w4 = u64::from_le_bytes(b[32..40].try_into().ok()?);
+    Some([(w3 & !0xffff) | u64::from(b[23]), w4 & 0xffff_ffff_ffff, u64::from(in_port)])
+}
+
+/// The hash of [`frame_words`], as the cache hashes a key's words.
+#[inline(always)]
+fn frame_hash(w: &[u64; 3]) -> u64 {
+    let acc = w[0]
+        .wrapping_mul(Subtable::MULTIPLIERS[0])
+        .wrapping_add(w[1].wrapping_mul(Subtable::MULTIPLIERS[1]))
+        .wrapping_add(w[2].wrapping_mul(Subtable::MULTIPLIERS[2]));
+    let h = (acc ^ (acc >> 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
+}
+
+/// Puts slot `i` of hash `h` in the first free cell from its bucket on.
+fn place(index: &mut [Bucket], h: u64, i: usize) {
+    let cap = index.len() - 1;
+    let mut b = h as usize & cap;
+    loop {
+        let bucket = &mut index[b];
+        if let Some(j) = (0..8).find(|&j| bucket.cells[j] == 0) {
+            bucket.sigs[j / 4] |= (h >> 48) << (16 * (j % 4));
+            bucket.cells[j] = i as u32 + 1;
+            return;
+        }
+        b = (b + 1) & cap;
+    }
 }
 
 impl Tables {
-    fn build(keys: &[FlowKey], sub: Subtable) -> Tables {
+    fn build(keys: &[FlowKey], frames: &[[u64; 3]], sub: Subtable) -> Tables {
         let n = keys.len();
         let buckets = (n * 2 / 8).next_power_of_two().max(1);
         let mut index = vec![Bucket { sigs: [0; 2], cells: [0; 8] }; buckets];
         let mut slab = vec![EMPTY; n];
+        let mut findex = index.clone();
+        let mut fslab = vec![EMPTY; n];
+        for (i, w) in frames.iter().enumerate() {
+            let h = frame_hash(w);
+            fslab[i].generation = 1;
+            fslab[i].hash = h;
+            fslab[i].words[..3].copy_from_slice(w);
+            place(&mut findex, h, i);
+        }
         let mut pages: Vec<Page> = (0..(n * 4 / 3).div_ceil(31).max(1)).map(|_| Page([EMPTY; 32])).collect();
         for (i, k) in keys.iter().enumerate() {
             let h = sub.hash(k);
             slab[i] = sub.slot(k, h);
-            let mut b = h as usize & (buckets - 1);
-            loop {
-                let bucket = &mut index[b];
-                if let Some(j) = (0..8).find(|&j| bucket.cells[j] == 0) {
-                    bucket.sigs[j / 4] |= (h >> 48) << (16 * (j % 4));
-                    bucket.cells[j] = i as u32 + 1;
-                    break;
-                }
-                b = (b + 1) & (buckets - 1);
-            }
+            place(&mut index, h, i);
             let mut p = home(h, pages.len());
             loop {
                 let head = p % 32;
@@ -195,7 +251,7 @@ impl Tables {
                 p = (p + 1) % pages.len();
             }
         }
-        Tables { sub, index, slab, pages }
+        Tables { sub, index, slab, pages, findex, fslab }
     }
 
     /// One batch: its keys built, looked up and accounted; returns its hits.
@@ -205,12 +261,17 @@ impl Tables {
         let mut hashes = [0u64; 32];
         let mut cand = [usize::MAX; 32];
         let cap = self.index.len() - 1;
+        let common = layout == Layout::Common;
         let (stage, delay) = match layout {
             Layout::Staged(d) => (true, d.min(31)),
             _ => (false, 0),
         };
         for (i, (k, f)) in keys.iter_mut().zip(frames).enumerate() {
-            k.extract_into(f, &meta, &mut headers);
+            if common {
+                k.extract_common(f, &meta);
+            } else {
+                k.extract_into(f, &meta, &mut headers);
+            }
             let h = self.sub.hash(k);
             hashes[i] = h;
             if layout == Layout::Paged {
@@ -261,14 +322,69 @@ impl Tables {
     /// Reads the bucket of hash `h` and asks for its first candidate's slot.
     #[inline(always)]
     fn ask_slot(&self, h: u64) -> usize {
-        let b = &self.index[h as usize & (self.index.len() - 1)];
-        let c = lanes_equal(&b.sigs, (h >> 48) as u16);
-        let Some(&cell) = b.cells.get(c.trailing_zeros() as usize).filter(|&&c| c != 0) else { return usize::MAX };
-        let idx = cell as usize - 1;
-        let s = &self.slab[idx];
-        prefetch(s);
-        prefetch(&s.words[9]);
-        idx
+        ask(&self.index, &self.slab, h)
+    }
+
+    /// [`Tables::batch`] for the `frame` layout: no flow keys.
+    fn batch_frames(&mut self, frames: &[[u8; FRAME_LEN]; 32], now: u64) -> u64 {
+        let mut words = [[0u64; 3]; 32];
+        let mut hashes = [0u64; 32];
+        let mut cand = [usize::MAX; 32];
+        let mut shaped = 0u32;
+        let cap = self.findex.len() - 1;
+        for (i, f) in frames.iter().enumerate() {
+            if let Some(w) = frame_words(f, 1) {
+                let h = frame_hash(&w);
+                (words[i], hashes[i]) = (w, h);
+                shaped |= 1 << i;
+                prefetch(&self.findex[h as usize & cap]);
+            }
+        }
+        let mut m = shaped;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            cand[i] = ask(&self.findex, &self.fslab, hashes[i]);
+        }
+        let mut hits = 0;
+        for (w, &c) in words.iter().zip(&cand) {
+            if c == usize::MAX {
+                continue;
+            }
+            let s = &mut self.fslab[c];
+            if (s.words[0] ^ w[0]) | (s.words[1] ^ w[1]) | (s.words[2] ^ w[2]) == 0 {
+                s.packets += 1;
+                s.bytes += FRAME_LEN as u64;
+                s.used = s.used.max(now);
+                hits += 1;
+            }
+        }
+        hits
+    }
+}
+
+/// Reads the bucket of hash `h` in `index` and asks for its first
+/// candidate's slot in `slab`.
+#[inline(always)]
+fn ask(index: &[Bucket], slab: &[Slot], h: u64) -> usize {
+    let b = &index[h as usize & (index.len() - 1)];
+    let c = lanes_equal(&b.sigs, (h >> 48) as u16);
+    let Some(&cell) = b.cells.get(c.trailing_zeros() as usize).filter(|&&c| c != 0) else { return usize::MAX };
+    let idx = cell as usize - 1;
+    let s = &slab[idx];
+    prefetch(s);
+    prefetch(&s.words[9]);
+    idx
+}
+
+/// A layout's name, as printed and as the third argument picks it.
+fn name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Separate => "separate",
+        Layout::Paged => "paged",
+        Layout::Staged(_) => "staged",
+        Layout::Common => "common",
+        Layout::Frame => "frame",
     }
 }
 
@@ -295,17 +411,20 @@ fn main() {
     let meta = Metadata::port(1);
     let mut f = [0u8; FRAME_LEN];
     let mut h = Headers::EMPTY;
-    let keys: Vec<FlowKey> = (0..flows)
+    let (keys, fwords): (Vec<FlowKey>, Vec<[u64; 3]>) = (0..flows)
         .map(|i| {
             write_frame(&mut f, i);
-            FlowKey::extract(&f, &meta, &mut h)
+            (FlowKey::extract(&f, &meta, &mut h), frame_words(&f, 1).expect("the common shape"))
         })
-        .collect();
-    let mut t = Tables::build(&keys, Subtable { at, mask: words });
-    drop(keys);
-    let packets = 4_000_000u64;
-    for round in 0..5 {
-        for layout in [Layout::Separate, Layout::Paged, Layout::Staged(delay)] {
+        .unzip();
+    let mut t = Tables::build(&keys, &fwords, Subtable { at, mask: words });
+    drop((keys, fwords));
+    let only = args.next();
+    let packets: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(4_000_000);
+    let rounds = if only.is_some() { 1 } else { 5 };
+    let all = [Layout::Separate, Layout::Paged, Layout::Staged(delay), Layout::Common, Layout::Frame];
+    for round in 0..rounds {
+        for layout in all.into_iter().filter(|l| only.as_deref().is_none_or(|o| name(*l) == o)) {
             let (mut order, mut hits) = (Flows::new(flows), 0);
             let mut frames = [[0u8; FRAME_LEN]; 32];
             let mut keys = [FlowKey::ZERO; 32];
@@ -314,15 +433,14 @@ fn main() {
                 for fr in &mut frames {
                     write_frame(fr, order.next());
                 }
-                hits += t.batch(black_box(&frames), &mut keys, layout, b);
+                hits += if layout == Layout::Frame {
+                    t.batch_frames(black_box(&frames), b)
+                } else {
+                    t.batch(black_box(&frames), &mut keys, layout, b)
+                };
             }
             let ns = start.elapsed().as_nanos() as f64 / packets as f64;
-            let name = match layout {
-                Layout::Separate => "separate".to_string(),
-                Layout::Paged => "paged".to_string(),
-                Layout::Staged(d) => format!("staged {d}"),
-            };
-            println!("round {round}: {flows} flows, {name}: {ns:.1} ns per packet, {hits} hits");
+            println!("round {round}: {flows} flows, {}: {ns:.1} ns per packet, {hits} hits", name(layout));
         }
     }
 }
