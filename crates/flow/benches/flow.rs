@@ -194,6 +194,33 @@ fn extract_and_emc(c: &mut Crit) {
             black_box(&out);
         })
     });
+    // IPv6/UDP, 78 bytes, under an IPv6 five-tuple megaflow.
+    let mut v6 = f[..12].to_vec();
+    v6.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 24, 17, 64]);
+    v6.extend((0..32u8).map(|i| 0x20 + i));
+    v6.extend_from_slice(&[0x04, 0x00, 0x12, 0xb5, 0, 24, 0, 0]);
+    v6.resize(78, 0);
+    let mask6 = Mask::of(&[
+        Field::InPort,
+        Field::EthType,
+        Field::NwProto,
+        Field::Ipv6Src,
+        Field::Ipv6Dst,
+        Field::TpSrc,
+        Field::TpDst,
+    ]);
+    let key6 = FlowKey::extract(&v6, &meta, &mut h);
+    let id6 = cache.megaflows.install(&key6, &mask6, Actions::output(2), 0).unwrap();
+    let v6 = vec![v6; 32];
+    cache.classify(&v6, 1, &mut keys, &mut slots, &mut out);
+    cache.classify(&v6, 1, &mut keys, &mut slots, &mut out);
+    g.bench_function("frame_key_plus_emc_hit_batch32_ipv6", |b| {
+        b.iter(|| {
+            let built = cache.classify(black_box(&v6), 1, &mut keys, &mut slots, &mut out);
+            debug_assert!(built == 0 && out.iter().all(|o| *o == Some(id6)));
+            black_box(&out);
+        })
+    });
     g.finish();
 }
 

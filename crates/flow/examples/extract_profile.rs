@@ -3,7 +3,8 @@
 //! does not reach: 1M packets, one at a time (`FlowCache::lookup`), or with
 //! the argument `batch` in batches of 32 (`FlowCache::lookup_batch`), or
 //! with `frames` in batches of 32 through frame keys
-//! (`FlowCache::classify`), as a datapath thread does.
+//! (`FlowCache::classify`), as a datapath thread does; `frames6` does the
+//! same with IPv6/UDP frames (78 bytes).
 
 use std::hint::black_box;
 
@@ -13,7 +14,8 @@ use sluice_packet::Headers;
 fn main() {
     let arg = std::env::args().nth(1);
     let batch = arg.as_deref() == Some("batch");
-    let frames = arg.as_deref() == Some("frames");
+    let v6 = arg.as_deref() == Some("frames6");
+    let frames = v6 || arg.as_deref() == Some("frames");
     // Packets (the second argument; default 1M).
     let n: u32 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
     let mut f = [0u8; 64];
@@ -22,6 +24,13 @@ fn main() {
     f[14..24].copy_from_slice(&[0x45, 0, 0, 50, 0, 0, 0x40, 0, 64, 17]);
     f[26..34].copy_from_slice(&[10, 0, 0, 7, 10, 1, 0, 1]);
     f[34..40].copy_from_slice(&[4, 7, 0x12, 0xb5, 0, 30]);
+    let mut f6 = [0u8; 78];
+    f6[..12].copy_from_slice(&f[..12]);
+    f6[12..22].copy_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 24, 17, 64]);
+    for (i, b) in f6[22..54].iter_mut().enumerate() {
+        *b = 0x20 + i as u8;
+    }
+    f6[54..60].copy_from_slice(&[4, 7, 0x12, 0xb5, 0, 24]);
     let meta = Metadata::port(1);
     let mut h = Headers::EMPTY;
     let key = FlowKey::extract(&f, &meta, &mut h);
@@ -29,8 +38,20 @@ fn main() {
     let mask = Mask::of(&[Field::InPort, Field::EthType, Field::Ipv4Src, Field::TpSrc]);
     cache.megaflows.install(&key, &mask, Actions::output(2), 0).ok();
     cache.lookup(&key);
+    let key6 = FlowKey::extract(&f6, &meta, &mut h);
+    let mask6 = Mask::of(&[Field::InPort, Field::EthType, Field::Ipv6Src, Field::TpSrc]);
+    cache.megaflows.install(&key6, &mask6, Actions::output(2), 0).ok();
     let mut hits = 0u32;
-    if frames {
+    if v6 {
+        let frames = [f6; 32];
+        let mut keys = [FlowKey::ZERO; 32];
+        let mut slots = [Headers::EMPTY; 32];
+        let mut out = [None; 32];
+        for _ in 0..n / 32 {
+            cache.classify(black_box(&frames), 1, &mut keys, &mut slots, &mut out);
+            hits += out.iter().filter(|o| o.is_some()).count() as u32;
+        }
+    } else if frames {
         let frames = [f; 32];
         let mut keys = [FlowKey::ZERO; 32];
         let mut slots = [Headers::EMPTY; 32];

@@ -1,6 +1,6 @@
 //! [`FrameKey`]: the exact-match key of a frame of the common shape, read
 //! straight from its header bytes, so that an exact-match hit needs no
-//! [`FlowKey`] at all.
+//! [`FlowKey`](crate::FlowKey) at all.
 //!
 //! Most frames a datapath sees are untagged Ethernet, IPv4 without options,
 //! not a fragment, UDP or TCP ([`sluice_packet::headers::fast_shape`]). For
@@ -21,16 +21,20 @@
 //! apart ([`sluice_packet::headers::fast_shape_tagged`]). Their flow keys
 //! take the general walk, on a miss only.
 //!
+//! Untagged IPv6 frames of the same kind (no extension header, UDP or
+//! TCP: [`sluice_packet::headers::fast_shape_v6`]) have a key of their own
+//! type, [`FrameKey6`], eight words, in an exact-match cache of their own.
+//!
 //! The shape check is the one the flow-key extractor's own straight line
-//! takes, and the property that equal frame keys mean equal flow keys is
-//! tested on random frames and byte changes, tagged and not (and fuzzed).
-//! Frames of any other shape have no frame key; the caches use their flow
-//! key.
+//! takes (the general walk's, for IPv6), and the property that equal frame
+//! keys mean equal flow keys is tested on random frames and byte changes,
+//! tagged and not, IPv4 and IPv6 (and fuzzed). Frames of any other shape
+//! have no frame key; the caches use their flow key.
 
-use sluice_packet::headers::{fast_shape, fast_shape_tagged};
+use sluice_packet::headers::{FAST_V6_L4_OFFSET, fast_shape, fast_shape_tagged, fast_shape_v6};
 
 use crate::emc::ExactKey;
-use crate::hash::hash_four;
+use crate::hash::{hash_eight, hash_four};
 
 /// Header bytes a frame key covers (TCP flags end at byte 47), of an
 /// untagged frame; four more of a tagged one.
@@ -192,6 +196,97 @@ impl ExactKey for FrameKey {
     }
 }
 
+/// Which bits of the first three words of an IPv6 frame key's header
+/// bytes it keeps (read little-endian, as [`MASK`]).
+const MASK6: [u64; 3] = [
+    // 0..8: destination MAC, source MAC's first two bytes.
+    u64::MAX,
+    // 8..16: the rest of the source MAC, EtherType, version and traffic
+    // class (14, and the high half of 15; the low half starts the flow
+    // label, out).
+    0xf0ff_ffff_ffff_ffff,
+    // 16..24: flow label and payload length (out; the port takes their
+    // place), next header (20), hop limit (21), source address (22..).
+    0xffff_ffff << 32,
+];
+
+/// The exact-match key of an untagged IPv6 frame with no extension header
+/// and a UDP or TCP header (see the module docs). Eight words:
+/// - 0, 1: bytes 0..16, masked (MACs, traffic class);
+/// - 2: next header, hop limit and the source address's first two bytes
+///   in the high half, the input port in the low half;
+/// - 3, 4, 5: bytes 24..48 (addresses);
+/// - 6: bytes 48..54 (the destination's last six), and for TCP the flags
+///   (the low bit of byte 66, and 67) in the top two bytes;
+/// - 7: the ports (54..58).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameKey6 {
+    w: [u64; 8],
+}
+
+impl core::fmt::Debug for FrameKey6 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "FrameKey6(in_port {}, {:016x?})", self.in_port(), &self.w)
+    }
+}
+
+impl FrameKey6 {
+    /// The all-zero key (no frame has it: a keyed frame's next header is 6
+    /// or 17).
+    pub const ZERO: FrameKey6 = FrameKey6 { w: [0; 8] };
+
+    /// The key of `frame`, received on `in_port` with no other metadata,
+    /// or `None` when it is not an untagged IPv6 frame of the common shape.
+    #[inline(always)]
+    pub fn extract(frame: &[u8], in_port: u32) -> Option<FrameKey6> {
+        let tcp = fast_shape_v6(frame)?;
+        let b = frame.first_chunk::<{ FAST_V6_L4_OFFSET + 8 }>()?;
+        let word =
+            |i: usize| u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
+        // A TCP frame is at least 74 bytes long (the shape says so).
+        let flags = if tcp { u64::from(u16::from_le_bytes([*frame.get(66)?, *frame.get(67)?]) & 0xff01) } else { 0 };
+        let l4 = FAST_V6_L4_OFFSET;
+        Some(FrameKey6 {
+            w: [
+                word(0) & MASK6[0],
+                word(8) & MASK6[1],
+                (word(16) & MASK6[2]) | u64::from(in_port),
+                word(24),
+                word(32),
+                word(40),
+                (word(48) & 0xffff_ffff_ffff) | (flags << 48),
+                u64::from(u32::from_le_bytes([b[l4], b[l4 + 1], b[l4 + 2], b[l4 + 3]])),
+            ],
+        })
+    }
+
+    /// The input port.
+    pub fn in_port(&self) -> u32 {
+        self.w[2] as u32
+    }
+
+    /// The key's hash, for the exact-match cache.
+    #[inline(always)]
+    pub fn hash(&self) -> u64 {
+        hash_eight(&self.w)
+    }
+}
+
+impl ExactKey for FrameKey6 {
+    const ZERO: FrameKey6 = FrameKey6::ZERO;
+
+    /// As [`FrameKey`]'s: the words XORed and ORed, one test at the end.
+    #[inline(always)]
+    fn same(&self, other: &FrameKey6) -> bool {
+        let (a, b) = (&self.w, &other.w);
+        let mut d = 0;
+        for i in 0..a.len() {
+            d |= a[i] ^ b[i];
+        }
+        core::hint::black_box(d) == 0
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     /// An untagged IPv4 frame of the common shape: TCP with 20-byte header
@@ -221,6 +316,24 @@ pub(crate) mod testing {
         f
     }
 
+    /// An untagged IPv6 frame of the common shape (no extension header):
+    /// TCP with a 20-byte header when `tcp`, else UDP; `len` bytes in all
+    /// (at least 74 / 62).
+    pub(crate) fn frame_v6(tcp: bool, len: usize, seed: u64) -> Vec<u8> {
+        let mut f = frame(tcp, len, seed);
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        f[14] = 0x60 | (f[14] & 0x0f);
+        f[18..20].copy_from_slice(&((len - 54) as u16).to_be_bytes());
+        if tcp {
+            f[20] = 6;
+            f[66] = 0x50 | (f[66] & 0x01);
+        } else {
+            f[20] = 17;
+            f[58..60].copy_from_slice(&((len - 54) as u16).to_be_bytes());
+        }
+        f
+    }
+
     /// `f` with an 802.1Q tag (`tci`) after its MACs.
     pub(crate) fn tagged(f: &[u8], tci: u16) -> Vec<u8> {
         let mut t = f[..12].to_vec();
@@ -233,7 +346,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{frame, tagged};
+    use super::testing::{frame, frame_v6, tagged};
     use super::*;
     use crate::key::{FlowKey, Metadata};
     use proptest::prelude::*;
@@ -314,6 +427,59 @@ mod tests {
         }
     }
 
+    #[test]
+    fn ipv6_common_shapes_have_keys_and_others_do_not() {
+        let tcp = frame_v6(true, 74, 1);
+        let udp = frame_v6(false, 62, 2);
+        let (kt, ku) = (FrameKey6::extract(&tcp, 1), FrameKey6::extract(&udp, 1));
+        assert!(kt.is_some() && ku.is_some());
+        assert_eq!(kt.unwrap().in_port(), 1);
+        // No IPv4 key for them, and no IPv6 key for IPv4 frames.
+        assert!(FrameKey::extract(&tcp, 1).is_none());
+        assert!(FrameKey6::extract(&frame(true, 60, 1), 1).is_none());
+        // A tag, an extension header (hop-by-hop, fragment), ICMPv6, or a
+        // payload length past the frame's end: none.
+        assert!(FrameKey6::extract(&tagged(&udp, 0x200a), 1).is_none());
+        for nh in [0u8, 44, 58] {
+            let mut g = udp.clone();
+            g[20] = nh;
+            assert!(FrameKey6::extract(&g, 1).is_none(), "next header {nh}");
+        }
+        assert!(FrameKey6::extract(&udp[..61], 1).is_none());
+        // The port is part of the key.
+        assert_ne!(FrameKey6::extract(&tcp, 1), FrameKey6::extract(&tcp, 2));
+    }
+
+    #[test]
+    fn ipv6_masked_out_bytes_do_not_change_the_key_and_kept_ones_do() {
+        for (tcp, len) in [(false, 62), (false, 80), (true, 74), (true, 90)] {
+            let f = frame_v6(tcp, len, 11);
+            let k = FrameKey6::extract(&f, 3).unwrap();
+            let (mut kept, mut out) = (0, 0);
+            for at in 0..len.min(72) {
+                for bit in [0x01u8, 0x10, 0x80] {
+                    let mut g = f.clone();
+                    g[at] ^= bit;
+                    // The EtherType, version, lengths and next header change
+                    // the shape: the key may vanish; never may it stay equal
+                    // while the flow key changes, or change while it stays.
+                    match FrameKey6::extract(&g, 3) {
+                        Some(k2) if k2 == k => {
+                            out += 1;
+                            assert_eq!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} bit {bit:#x} (tcp {tcp})")
+                        }
+                        Some(_) => {
+                            kept += 1;
+                            assert_ne!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} bit {bit:#x} (tcp {tcp})")
+                        }
+                        None => {}
+                    }
+                }
+            }
+            assert!(kept > 100 && out > 10, "kept {kept}, masked out {out}");
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -346,6 +512,33 @@ mod tests {
             let untagged = g.len() >= FRAME_KEY_BYTES && h.parse_fast(&g);
             let one_tag = g.len() >= FRAME_KEY_BYTES + 4 && g.get(4..).is_some_and(|v| sluice_packet::headers::fast_shape(v).is_some()) && g[12..14] == [0x81, 0x00];
             prop_assert_eq!(kg.is_some(), untagged || one_tag);
+            if kf == kg {
+                prop_assert_eq!(flow_key(&f, 5), flow_key(&g, 5));
+                prop_assert_eq!(kf.map(|k| k.hash()), kg.map(|k| k.hash()));
+            }
+        }
+
+        /// The same property for IPv6 frame keys; and an IPv6 frame has a
+        /// key exactly when its shape says so.
+        #[test]
+        fn equal_ipv6_frame_keys_mean_equal_flow_keys(
+            tcp in any::<bool>(),
+            len in 74usize..110,
+            seed in any::<u64>(),
+            edits in proptest::collection::vec((0usize..80, any::<u8>()), 0..6),
+            cut in 0usize..16,
+        ) {
+            let f = frame_v6(tcp, len, seed);
+            let mut g = f.clone();
+            for (at, v) in edits {
+                if let Some(b) = g.get_mut(at) {
+                    *b = v;
+                }
+            }
+            g.truncate(g.len() - cut);
+            let (kf, kg) = (FrameKey6::extract(&f, 5), FrameKey6::extract(&g, 5));
+            prop_assert!(kf.is_some());
+            prop_assert_eq!(kg.is_some(), sluice_packet::headers::fast_shape_v6(&g).is_some());
             if kf == kg {
                 prop_assert_eq!(flow_key(&f, 5), flow_key(&g, 5));
                 prop_assert_eq!(kf.map(|k| k.hash()), kg.map(|k| k.hash()));

@@ -57,6 +57,15 @@ pub(crate) fn hash_four(w: &[u64; 4]) -> u64 {
     fold_mul(w[0] ^ K[0], w[1] ^ K[1]).wrapping_add(fold_mul(w[2] ^ K[2], w[3] ^ K[3]))
 }
 
+/// [`hash_six`] over eight words: four multiplies.
+#[inline(always)]
+pub(crate) fn hash_eight(w: &[u64; 8]) -> u64 {
+    fold_mul(w[0] ^ K[0], w[1] ^ K[1])
+        .wrapping_add(fold_mul(w[2] ^ K[2], w[3] ^ K[3]))
+        .wrapping_add(fold_mul(w[4] ^ K[4], w[5] ^ K[5]))
+        .wrapping_add(fold_mul(w[6] ^ K[6], w[7] ^ K[7]))
+}
+
 /// Hashes a compact masked key: the words a mask touches, in key order.
 /// Equal sequences hash equally, and [`hash_gather`] of a key gives the
 /// same value as this over the key's masked words. No final mix, as in

@@ -14,7 +14,8 @@
 //!   targeted revalidation and per-entry stats.
 //! - [`Emc`]: the exact-match cache in front of it, with an admission
 //!   policy that does not thrash under flow churn, keyed by flow keys or,
-//!   for frames of the common shape, by [`FrameKey`]s read straight from
+//!   for frames of the common shape, by [`FrameKey`]s (IPv4) and
+//!   [`FrameKey6`]s (IPv6) read straight from
 //!   the header bytes; [`FlowCache`] chains them, and skips the EMC on most
 //!   batches while its hit rate is too low to pay for it.
 //! - [`Actions`]: compact, shareable action lists.
@@ -46,6 +47,6 @@ pub use actions::{Action, ActionError, Actions, ActionsBuilder, TunnelKind, Tunn
 pub use cache::FlowCache;
 pub use classifier::{Classifier, ClassifierError, ClassifierReader, ClassifierWriter, Published, Rule, RuleId};
 pub use emc::{Emc, EmcStats, ExactKey, InsertPolicy};
-pub use frame::FrameKey;
+pub use frame::{FrameKey, FrameKey6};
 pub use key::{Field, FieldDef, FieldKind, FlowKey, KEY_WORDS, Mask, Match, Metadata, TunnelMeta};
 pub use megaflow::{FlowId, Megaflow, MegaflowCache, MegaflowError, RevalidateStats, Revalidation};
