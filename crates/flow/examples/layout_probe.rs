@@ -60,6 +60,16 @@ struct Slot {
     words: [u64; 10],
 }
 
+impl Slot {
+    /// Counts a hit of one frame at `now`.
+    #[inline(always)]
+    fn account(&mut self, now: u64) {
+        self.packets += 1;
+        self.bytes += FRAME_LEN as u64;
+        self.used = self.used.max(now);
+    }
+}
+
 const EMPTY: Slot =
     Slot { generation: 0, subtable: 0, _pad: 0, hash: 0, actions: 0, packets: 0, bytes: 0, used: 0, words: [0; 10] };
 
@@ -310,9 +320,7 @@ impl Tables {
             }
             let s = if layout == Layout::Paged { &mut self.pages[c / 32].0[c % 32] } else { &mut self.slab[c] };
             if self.sub.holds(s, k) {
-                s.packets += 1;
-                s.bytes += FRAME_LEN as u64;
-                s.used = s.used.max(now);
+                s.account(now);
                 hits += 1;
             }
         }
@@ -353,9 +361,7 @@ impl Tables {
             }
             let s = &mut self.fslab[c];
             if (s.words[0] ^ w[0]) | (s.words[1] ^ w[1]) | (s.words[2] ^ w[2]) == 0 {
-                s.packets += 1;
-                s.bytes += FRAME_LEN as u64;
-                s.used = s.used.max(now);
+                s.account(now);
                 hits += 1;
             }
         }

@@ -178,22 +178,28 @@ impl FrameKey {
 impl ExactKey for FrameKey {
     const ZERO: FrameKey = FrameKey::ZERO;
 
-    /// All seven words XORed and ORed, one test at the end. The OR goes
-    /// through [`core::hint::black_box`]: without it LLVM turns the
-    /// expression into seven compare-and-branch pairs (seen in the
-    /// disassembly). Unlike the flow key's compare, the probed key is not
-    /// made opaque too: it would be stored to be loaded again as vectors,
-    /// and a 16-byte load of two 8-byte stores waits for them to retire
-    /// (measured with criterion: 501 against 466 ns per batch of 32).
+    /// All seven words XORed and ORed, one test at the end (see
+    /// `same_words`).
     #[inline(always)]
     fn same(&self, other: &FrameKey) -> bool {
-        let (a, b) = (&self.w, &other.w);
-        let mut d = 0;
-        for i in 0..a.len() {
-            d |= a[i] ^ b[i];
-        }
-        core::hint::black_box(d) == 0
+        same_words(&self.w, &other.w)
     }
+}
+
+/// The frame keys' compare: all words XORed and ORed, one test at the end.
+/// The OR goes through [`core::hint::black_box`]: without it LLVM turns
+/// the expression into a compare-and-branch pair per word (seen in the
+/// disassembly of the seven-word compare). Unlike the flow key's compare, the probed key is not made
+/// opaque too: it would be stored to be loaded again as vectors, and a
+/// 16-byte load of two 8-byte stores waits for them to retire (measured
+/// with criterion: 501 against 466 ns per batch of 32).
+#[inline(always)]
+fn same_words<const N: usize>(a: &[u64; N], b: &[u64; N]) -> bool {
+    let mut d = 0;
+    for i in 0..N {
+        d |= a[i] ^ b[i];
+    }
+    core::hint::black_box(d) == 0
 }
 
 /// Which bits of the first three words of an IPv6 frame key's header
@@ -275,15 +281,10 @@ impl FrameKey6 {
 impl ExactKey for FrameKey6 {
     const ZERO: FrameKey6 = FrameKey6::ZERO;
 
-    /// As [`FrameKey`]'s: the words XORed and ORed, one test at the end.
+    /// As [`FrameKey`]'s.
     #[inline(always)]
     fn same(&self, other: &FrameKey6) -> bool {
-        let (a, b) = (&self.w, &other.w);
-        let mut d = 0;
-        for i in 0..a.len() {
-            d |= a[i] ^ b[i];
-        }
-        core::hint::black_box(d) == 0
+        same_words(&self.w, &other.w)
     }
 }
 
