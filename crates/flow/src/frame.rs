@@ -189,10 +189,11 @@ impl ExactKey for FrameKey {
 /// The frame keys' compare: all words XORed and ORed, one test at the end.
 /// The OR goes through [`core::hint::black_box`]: without it LLVM turns
 /// the expression into a compare-and-branch pair per word (seen in the
-/// disassembly of the seven-word compare). Unlike the flow key's compare, the probed key is not made
-/// opaque too: it would be stored to be loaded again as vectors, and a
-/// 16-byte load of two 8-byte stores waits for them to retire (measured
-/// with criterion: 501 against 466 ns per batch of 32).
+/// disassembly of the seven-word compare). Unlike the flow key's compare,
+/// the probed key is not made opaque too: it would be stored to be loaded
+/// again as vectors, and a 16-byte load of two 8-byte stores waits for
+/// them to retire (measured with criterion: 501 against 466 ns per batch
+/// of 32).
 #[inline(always)]
 fn same_words<const N: usize>(a: &[u64; N], b: &[u64; N]) -> bool {
     let mut d = 0;

@@ -673,7 +673,7 @@ mod tests {
     }
 
     /// Eth/IPv6/UDP (next header 17) or TCP (6) with valid lengths, 80
-    /// bytes (a UDP payload of 18 bytes; TCP without options or payload).
+    /// bytes (a UDP payload of 18 bytes; a 20-byte TCP header and 6 bytes).
     fn frame_v6(proto: u8) -> [u8; 80] {
         let mut f = [0u8; 80];
         f[..12].copy_from_slice(&[2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1]);
