@@ -180,9 +180,10 @@ pub fn flow_key(data: &[u8]) {
 /// (52 bytes or more); and a one-byte change that leaves the frame
 /// key equal leaves the flow key equal (the exact-match cache's
 /// soundness). Likewise for the IPv6 frame key
-/// ([`sluice_flow::FrameKey6`]), with [`sluice_packet::headers::fast_shape_v6`]'s
-/// frames. The last two bytes of `data` say which byte to change and by
-/// how much; the rest is the frame.
+/// ([`sluice_flow::FrameKey6`]), with the frames of
+/// [`sluice_packet::headers::fast_shape_v6`] and its tagged variant. The
+/// last two bytes of `data` say which byte to change and by how much; the
+/// rest is the frame.
 pub fn frame_key(data: &[u8]) {
     use sluice_flow::{FlowKey, FrameKey, FrameKey6, Metadata};
     let (frame, sel) = data.split_at(data.len().saturating_sub(2));
@@ -209,10 +210,12 @@ pub fn frame_key(data: &[u8]) {
     }
     // The same for IPv6 frame keys, which only IPv6 frames have.
     let key6 = FrameKey6::extract(frame, port);
-    assert_eq!(key6.is_some(), sluice_packet::headers::fast_shape_v6(frame).is_some());
+    let shaped6 = sluice_packet::headers::fast_shape_v6(frame).or(sluice_packet::headers::fast_shape_v6_tagged(frame));
+    assert_eq!(key6.is_some(), shaped6.is_some());
     assert!(key.is_none() || key6.is_none());
     if key6.is_some() && FrameKey6::extract(&changed, port) == key6 {
         let mut h2 = Headers::EMPTY;
-        assert_eq!(FlowKey::extract(frame, &meta, &mut h), FlowKey::extract(&changed, &meta, &mut h2), "byte {at} (IPv6)");
+        let (a, b) = (FlowKey::extract(frame, &meta, &mut h), FlowKey::extract(&changed, &meta, &mut h2));
+        assert_eq!(a, b, "byte {at} (IPv6)");
     }
 }

@@ -197,7 +197,11 @@ fn extract_and_emc(c: &mut Crit) {
     ]);
     let key6 = FlowKey::extract(&v6, &meta, &mut h);
     let id6 = cache.megaflows.install(&key6, &mask6, Actions::output(2), 0).unwrap();
+    let mut t6 = v6[..12].to_vec();
+    t6.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+    t6.extend_from_slice(&v6[12..]);
     classify_hits(&mut g, "frame_key_plus_emc_hit_batch32_ipv6", &mut cache, &vec![v6; 32], id6);
+    classify_hits(&mut g, "frame_key_plus_emc_hit_batch32_ipv6_tagged", &mut cache, &vec![t6; 32], id6);
     g.finish();
 }
 

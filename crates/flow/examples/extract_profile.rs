@@ -4,7 +4,8 @@
 //! the argument `batch` in batches of 32 (`FlowCache::lookup_batch`), or
 //! with `frames` in batches of 32 through frame keys
 //! (`FlowCache::classify`), as a datapath thread does; `frames6` does the
-//! same with IPv6/UDP frames (78 bytes).
+//! same with IPv6/UDP frames (78 bytes), `frames6t` with those frames
+//! carrying one 802.1Q tag.
 
 use std::hint::black_box;
 
@@ -14,7 +15,8 @@ use sluice_packet::Headers;
 fn main() {
     let arg = std::env::args().nth(1);
     let batch = arg.as_deref() == Some("batch");
-    let v6 = arg.as_deref() == Some("frames6");
+    let v6t = arg.as_deref() == Some("frames6t");
+    let v6 = v6t || arg.as_deref() == Some("frames6");
     let frames = v6 || arg.as_deref() == Some("frames");
     // Packets (the second argument; default 1M).
     let n: u32 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
@@ -42,7 +44,13 @@ fn main() {
     let mask6 = Mask::of(&[Field::InPort, Field::EthType, Field::Ipv6Src, Field::TpSrc]);
     cache.megaflows.install(&key6, &mask6, Actions::output(2), 0).ok();
     let mut hits = 0u32;
-    if v6 {
+    if v6t {
+        let mut t6 = [0u8; 82];
+        t6[..12].copy_from_slice(&f6[..12]);
+        t6[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+        t6[16..].copy_from_slice(&f6[12..]);
+        hits = classify(&mut cache, [t6; 32], n);
+    } else if v6 {
         hits = classify(&mut cache, [f6; 32], n);
     } else if frames {
         hits = classify(&mut cache, [f; 32], n);

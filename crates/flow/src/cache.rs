@@ -494,10 +494,10 @@ mod tests {
         assert_eq!(c.lookup(&k), None);
     }
 
-    /// Frames of every shape for flow `i`: the common shapes (UDP, TCP with
-    /// a few flag values, IPv6 UDP and TCP) and others (VLAN-tagged, IPv6
-    /// EtherType on an IPv4 body, a UDP frame too short for a frame key, an
-    /// ARP-sized runt).
+    /// Frames of every shape for flow `i`: the common shapes (IPv4 UDP, and
+    /// TCP with a few flag values, untagged or with one 802.1Q tag; IPv6 UDP
+    /// and TCP, likewise) and others (IPv6 EtherType on an IPv4 body, a UDP
+    /// frame too short for a frame key, an ARP-sized runt).
     fn frame_of(i: u32) -> Vec<u8> {
         if i % 8 == 3 {
             let mut f = crate::frame::testing::frame_v6(i % 16 == 11, 80, u64::from(i / 8) + 1);
@@ -505,6 +505,9 @@ mod tests {
             f[67] = [0x02, 0x10, 0x18][(i / 2 % 3) as usize];
             if i % 64 == 59 {
                 f.truncate(70);
+            }
+            if i % 32 == 19 {
+                f = crate::frame::testing::tagged(&f, 7);
             }
             return f;
         }

@@ -21,9 +21,10 @@
 //! apart ([`sluice_packet::headers::fast_shape_tagged`]). Their flow keys
 //! take the general walk, on a miss only.
 //!
-//! Untagged IPv6 frames of the same kind (no extension header, UDP or
-//! TCP: [`sluice_packet::headers::fast_shape_v6`]) have a key of their own
-//! type, [`FrameKey6`], eight words, in an exact-match cache of their own.
+//! IPv6 frames of the same kind (no extension header, UDP or TCP:
+//! [`sluice_packet::headers::fast_shape_v6`]), untagged or with one 802.1Q
+//! tag, have a key of their own type, [`FrameKey6`], eight words, in an
+//! exact-match cache of their own.
 //!
 //! The shape check is the one the flow-key extractor's own straight line
 //! takes (the general walk's, for IPv6), and the property that equal frame
@@ -31,7 +32,7 @@
 //! tagged and not, IPv4 and IPv6 (and fuzzed). Frames of any other shape
 //! have no frame key; the caches use their flow key.
 
-use sluice_packet::headers::{FAST_V6_L4_OFFSET, fast_shape, fast_shape_tagged, fast_shape_v6};
+use sluice_packet::headers::{FAST_V6_L4_OFFSET, fast_shape, fast_shape_tagged, fast_shape_v6, fast_shape_v6_tagged};
 
 use crate::emc::ExactKey;
 use crate::hash::{hash_eight, hash_four};
@@ -203,6 +204,9 @@ fn same_words<const N: usize>(a: &[u64; N], b: &[u64; N]) -> bool {
     core::hint::black_box(d) == 0
 }
 
+/// In word 7 of a tagged frame's IPv6 key, above its TCI (bits 32..48).
+const TAGGED6: u64 = 1 << 48;
+
 /// Which bits of the first three words of an IPv6 frame key's header
 /// bytes it keeps (read little-endian, as [`MASK`]).
 const MASK6: [u64; 3] = [
@@ -226,6 +230,12 @@ const MASK6: [u64; 3] = [
 /// - 6: bytes 48..54 (the destination's last six), and for TCP the flags
 ///   (the low bit of byte 66, and 67) in the top two bytes;
 /// - 7: the ports (54..58).
+///
+/// A frame with one 802.1Q tag has the same layout read four bytes
+/// further on, except for the MACs (word 0 is the frame's first eight
+/// bytes, and the source MAC's last four take the tag's place in word 1),
+/// and word 7, which holds the tag's TCI above the ports and a tag bit
+/// above that (no untagged key has any of those bits).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FrameKey6 {
     w: [u64; 8],
@@ -243,21 +253,44 @@ impl FrameKey6 {
     pub const ZERO: FrameKey6 = FrameKey6 { w: [0; 8] };
 
     /// The key of `frame`, received on `in_port` with no other metadata,
-    /// or `None` when it is not an untagged IPv6 frame of the common shape.
+    /// or `None` when it is not an IPv6 frame of the common shape,
+    /// untagged or with one 802.1Q tag.
     #[inline(always)]
     pub fn extract(frame: &[u8], in_port: u32) -> Option<FrameKey6> {
-        let tcp = fast_shape_v6(frame)?;
-        let b = frame.first_chunk::<{ FAST_V6_L4_OFFSET + 8 }>()?;
+        let port = u64::from(in_port);
+        match fast_shape_v6(frame) {
+            Some(tcp) => FrameKey6::of(frame, tcp, port),
+            None => FrameKey6::tagged(frame, port),
+        }
+    }
+
+    /// [`extract`](Self::extract) for a frame with one 802.1Q tag.
+    #[inline(always)]
+    fn tagged(frame: &[u8], port: u64) -> Option<FrameKey6> {
+        let tcp = fast_shape_v6_tagged(frame)?;
+        let mut k = FrameKey6::of(frame.get(4..)?, tcp, port)?;
+        let h = frame.first_chunk::<16>()?;
+        k.w[0] = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+        k.w[1] = (k.w[1] & !0xffff_ffff) | u64::from(u32::from_le_bytes([h[8], h[9], h[10], h[11]]));
+        k.w[7] |= TAGGED6 | (u64::from(u16::from_be_bytes([h[14], h[15]])) << 32);
+        Some(k)
+    }
+
+    /// The words of an untagged frame `f` of the shape (TCP when `tcp`),
+    /// with the port word `port`.
+    #[inline(always)]
+    fn of(f: &[u8], tcp: bool, port: u64) -> Option<FrameKey6> {
+        let b = f.first_chunk::<{ FAST_V6_L4_OFFSET + 8 }>()?;
         let word =
             |i: usize| u64::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3], b[i + 4], b[i + 5], b[i + 6], b[i + 7]]);
         // A TCP frame is at least 74 bytes long (the shape says so).
-        let flags = if tcp { u64::from(u16::from_le_bytes([*frame.get(66)?, *frame.get(67)?]) & 0xff01) } else { 0 };
+        let flags = if tcp { u64::from(u16::from_le_bytes([*f.get(66)?, *f.get(67)?]) & 0xff01) } else { 0 };
         let l4 = FAST_V6_L4_OFFSET;
         Some(FrameKey6 {
             w: [
                 word(0) & MASK6[0],
                 word(8) & MASK6[1],
-                (word(16) & MASK6[2]) | u64::from(in_port),
+                (word(16) & MASK6[2]) | port,
                 word(24),
                 word(32),
                 word(40),
@@ -439,9 +472,22 @@ mod tests {
         // No IPv4 key for them, and no IPv6 key for IPv4 frames.
         assert!(FrameKey::extract(&tcp, 1).is_none());
         assert!(FrameKey6::extract(&frame(true, 60, 1), 1).is_none());
-        // A tag, an extension header (hop-by-hop, fragment), ICMPv6, or a
-        // payload length past the frame's end: none.
-        assert!(FrameKey6::extract(&tagged(&udp, 0x200a), 1).is_none());
+        // One 802.1Q tag: a key, not the untagged frame's, even with a TCI
+        // of 0; a tag of another kind, or a second tag: none.
+        let one = tagged(&udp, 0x200a);
+        let k1 = FrameKey6::extract(&one, 1);
+        assert!(k1.is_some());
+        assert_ne!(k1, ku);
+        assert_ne!(FrameKey6::extract(&tagged(&udp, 0), 1), ku);
+        assert_ne!(flow_key(&tagged(&udp, 0), 1), flow_key(&udp, 1));
+        assert_ne!(k1, FrameKey6::extract(&tagged(&udp, 0x200b), 1));
+        assert_eq!(k1.unwrap().in_port(), 1);
+        let mut qinq = one.clone();
+        qinq[12..14].copy_from_slice(&[0x88, 0xa8]);
+        assert!(FrameKey6::extract(&qinq, 1).is_none());
+        assert!(FrameKey6::extract(&tagged(&one, 7), 1).is_none());
+        // An extension header (hop-by-hop, fragment), ICMPv6, or a payload
+        // length past the frame's end: none.
         for nh in [0u8, 44, 58] {
             let mut g = udp.clone();
             g[20] = nh;
@@ -454,11 +500,13 @@ mod tests {
 
     #[test]
     fn ipv6_masked_out_bytes_do_not_change_the_key_and_kept_ones_do() {
-        for (tcp, len) in [(false, 62), (false, 80), (true, 74), (true, 90)] {
+        let shapes = [(false, 62), (false, 80), (true, 74), (true, 90)];
+        for ((tcp, len), tag) in shapes.into_iter().flat_map(|s| [(s, None), (s, Some(0x200a)), (s, Some(0xe005))]) {
             let f = frame_v6(tcp, len, 11);
+            let f = tag.map_or(f.clone(), |t| tagged(&f, t));
             let k = FrameKey6::extract(&f, 3).unwrap();
             let (mut kept, mut out) = (0, 0);
-            for at in 0..len.min(72) {
+            for at in 0..f.len().min(76) {
                 for bit in [0x01u8, 0x10, 0x80] {
                     let mut g = f.clone();
                     g[at] ^= bit;
@@ -520,17 +568,19 @@ mod tests {
             }
         }
 
-        /// The same property for IPv6 frame keys; and an IPv6 frame has a
-        /// key exactly when its shape says so.
+        /// The same property for IPv6 frame keys, tagged or not; and an
+        /// IPv6 frame has a key exactly when its shape says so.
         #[test]
         fn equal_ipv6_frame_keys_mean_equal_flow_keys(
             tcp in any::<bool>(),
             len in 74usize..110,
             seed in any::<u64>(),
-            edits in proptest::collection::vec((0usize..80, any::<u8>()), 0..6),
+            tag in proptest::option::of(any::<u16>()),
+            edits in proptest::collection::vec((0usize..84, any::<u8>()), 0..6),
             cut in 0usize..16,
         ) {
             let f = frame_v6(tcp, len, seed);
+            let f = tag.map_or(f.clone(), |t| tagged(&f, t));
             let mut g = f.clone();
             for (at, v) in edits {
                 if let Some(b) = g.get_mut(at) {
@@ -540,7 +590,8 @@ mod tests {
             g.truncate(g.len() - cut);
             let (kf, kg) = (FrameKey6::extract(&f, 5), FrameKey6::extract(&g, 5));
             prop_assert!(kf.is_some());
-            prop_assert_eq!(kg.is_some(), sluice_packet::headers::fast_shape_v6(&g).is_some());
+            let shaped = sluice_packet::headers::fast_shape_v6(&g).or(sluice_packet::headers::fast_shape_v6_tagged(&g));
+            prop_assert_eq!(kg.is_some(), shaped.is_some());
             if kf == kg {
                 prop_assert_eq!(flow_key(&f, 5), flow_key(&g, 5));
                 prop_assert_eq!(kf.map(|k| k.hash()), kg.map(|k| k.hash()));

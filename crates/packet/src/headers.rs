@@ -100,6 +100,19 @@ pub fn fast_shape_v6(frame: &[u8]) -> Option<bool> {
     }
 }
 
+/// [`fast_shape_v6`] for a frame with one 802.1Q tag (TPID 0x8100) in
+/// front of the IPv6 EtherType, as [`fast_shape_tagged`] is for IPv4: when
+/// it says yes, what the walk finds depends only on the bytes
+/// [`fast_shape_v6`] names, four further on, and on the MACs and the tag
+/// (0..16).
+#[inline(always)]
+pub fn fast_shape_v6_tagged(frame: &[u8]) -> Option<bool> {
+    if frame.get(12..14)? != [0x81, 0x00] {
+        return None;
+    }
+    fast_shape_v6(frame.get(4..)?)
+}
+
 /// [`fast_shape`]'s checks, returning what the flow key needs beyond the
 /// fixed bytes: the TCP flags (the 9 flag bits; 0 for UDP). For a caller
 /// that wants the key of a common-shape frame but none of its offsets.
@@ -696,28 +709,36 @@ mod tests {
 
     /// [`fast_shape_v6`] says yes exactly to the frames the general walk
     /// reads as untagged IPv6 with no extension header, not a fragment, and
-    /// a whole UDP or TCP header, for every single-byte change of the
+    /// a whole UDP or TCP header, and [`fast_shape_v6_tagged`] to those it
+    /// reads so with one 802.1Q tag, for every single-byte change of the
     /// header bytes and every truncation.
     #[test]
-    fn v6_shape_agrees_with_the_general_walk() {
-        let mut taken = 0;
+    fn v6_shapes_agree_with_the_general_walk() {
+        let mut taken = [0; 2];
         for proto in [17u8, 6] {
-            let base = frame_v6(proto);
-            let values = [0u8, 1, 0x06, 0x08, 0x11, 0x14, 0x1a, 0x2c, 0x3a, 0x50, 0x60, 0x86, 0xdd, 0xff];
-            for f in &changes(&base, 72, &values) {
-                let (r, h) = general(f);
-                let walk = r.is_ok()
-                    && h.eth.tag_count == 0
-                    && h.l3 == L3::Ipv6
-                    && h.fragment == Fragment::No
-                    && h.l4_offset as usize == FAST_V6_L4_OFFSET
-                    && matches!(h.l4, L4::Udp { .. } | L4::Tcp { .. });
-                let want = walk.then(|| h.protocol == IpProtocol::Tcp);
-                assert_eq!(fast_shape_v6(f), want, "frame {f:02x?}");
-                taken += usize::from(want.is_some());
+            let untagged = frame_v6(proto).to_vec();
+            let mut tagged = untagged[..12].to_vec();
+            tagged.extend_from_slice(&[0x81, 0x00, 0x20, 0x0a]);
+            tagged.extend_from_slice(&untagged[12..]);
+            let values = [0u8, 1, 0x06, 0x08, 0x11, 0x14, 0x1a, 0x2c, 0x3a, 0x50, 0x60, 0x81, 0x86, 0xa8, 0xdd, 0xff];
+            for (tags, base) in [(0, untagged), (1, tagged)] {
+                for f in &changes(&base, 72 + 4 * tags, &values) {
+                    let (r, h) = general(f);
+                    let walk = r.is_ok()
+                        && usize::from(h.eth.tag_count) == tags
+                        && (tags == 0 || h.eth.tags[0].tpid == EtherType::Vlan)
+                        && h.l3 == L3::Ipv6
+                        && h.fragment == Fragment::No
+                        && usize::from(h.l4_offset) == FAST_V6_L4_OFFSET + 4 * tags
+                        && matches!(h.l4, L4::Udp { .. } | L4::Tcp { .. });
+                    let want = walk.then(|| h.protocol == IpProtocol::Tcp);
+                    let got = if tags == 0 { fast_shape_v6(f) } else { fast_shape_v6_tagged(f) };
+                    assert_eq!(got, want, "frame {f:02x?}");
+                    taken[tags] += usize::from(want.is_some());
+                }
             }
         }
-        assert!(taken > 1000, "the IPv6 shape took only {taken} frames");
+        assert!(taken[0] > 1000 && taken[1] > 1000, "the IPv6 shapes took only {taken:?} frames");
     }
 
     /// [`fast_shape_tagged`] says yes exactly to the frames the general
