@@ -38,10 +38,10 @@ pub fn ethernet(data: &[u8]) {
 }
 
 pub fn arp(data: &[u8]) {
-    if let Ok(p) = arp::Packet::new_checked(data) {
-        if let Ok(r) = ArpRepr::parse(&p) {
-            round_trip!(r, arp::PACKET_LEN, arp::Packet<&[u8]>, ArpRepr::parse);
-        }
+    if let Ok(p) = arp::Packet::new_checked(data)
+        && let Ok(r) = ArpRepr::parse(&p)
+    {
+        round_trip!(r, arp::PACKET_LEN, arp::Packet<&[u8]>, ArpRepr::parse);
     }
 }
 
@@ -72,10 +72,8 @@ pub fn icmpv4(data: &[u8]) {
 
 pub fn icmpv6(data: &[u8]) {
     if let Ok(p) = icmpv6::Packet::new_checked(data) {
-        for o in p.nd_options() {
-            if let Ok(o) = o {
-                let _ = o.link_layer_addr();
-            }
+        for o in p.nd_options().flatten() {
+            let _ = o.link_layer_addr();
         }
         if let Ok(r) = Icmpv6Repr::parse(&p) {
             round_trip!(r, r.buffer_len(), icmpv6::Packet<&[u8]>, Icmpv6Repr::parse);
@@ -104,10 +102,10 @@ pub fn tcp(data: &[u8]) {
 }
 
 pub fn vxlan(data: &[u8]) {
-    if let Ok(p) = vxlan::Packet::new_checked(data) {
-        if let Ok(r) = VxlanRepr::parse(&p) {
-            round_trip!(r, 8, vxlan::Packet<&[u8]>, VxlanRepr::parse);
-        }
+    if let Ok(p) = vxlan::Packet::new_checked(data)
+        && let Ok(r) = VxlanRepr::parse(&p)
+    {
+        round_trip!(r, 8, vxlan::Packet<&[u8]>, VxlanRepr::parse);
     }
 }
 
