@@ -383,7 +383,8 @@ fn ask(index: &[Bucket], slab: &[Slot], h: u64) -> usize {
     idx
 }
 
-/// A layout's name, as printed and as the third argument picks it.
+/// A layout's name, as the third argument picks it (and as printed, with
+/// the distance after `staged`).
 fn name(layout: Layout) -> &'static str {
     match layout {
         Layout::Separate => "separate",
@@ -446,7 +447,11 @@ fn main() {
                 };
             }
             let ns = start.elapsed().as_nanos() as f64 / packets as f64;
-            println!("round {round}: {flows} flows, {}: {ns:.1} ns per packet, {hits} hits", name(layout));
+            let label = match layout {
+                Layout::Staged(d) => format!("staged {d}"),
+                _ => name(layout).to_string(),
+            };
+            println!("round {round}: {flows} flows, {label}: {ns:.1} ns per packet, {hits} hits");
         }
     }
 }
