@@ -54,10 +54,18 @@ pub fn fast_shape(frame: &[u8]) -> Option<bool> {
 /// (0..16).
 #[inline(always)]
 pub fn fast_shape_tagged(frame: &[u8]) -> Option<bool> {
+    fast_shape(past_one_tag(frame)?)
+}
+
+/// `frame` seen as if its one 802.1Q tag (TPID 0x8100, bytes 12..16) were
+/// not there: from byte 4 on, whose bytes 8..12 are then the tag. `None`
+/// for a frame without such a tag.
+#[inline(always)]
+fn past_one_tag(frame: &[u8]) -> Option<&[u8]> {
     if frame.get(12..14)? != [0x81, 0x00] {
         return None;
     }
-    fast_shape(frame.get(4..)?)
+    frame.get(4..)
 }
 
 /// Where the L4 header starts in a frame for which [`fast_shape_v6`] says
@@ -107,10 +115,7 @@ pub fn fast_shape_v6(frame: &[u8]) -> Option<bool> {
 /// (0..16).
 #[inline(always)]
 pub fn fast_shape_v6_tagged(frame: &[u8]) -> Option<bool> {
-    if frame.get(12..14)? != [0x81, 0x00] {
-        return None;
-    }
-    fast_shape_v6(frame.get(4..)?)
+    fast_shape_v6(past_one_tag(frame)?)
 }
 
 /// [`fast_shape`]'s checks, returning what the flow key needs beyond the
