@@ -24,12 +24,19 @@
 //!   compared as three words (address and protocol, the other address and
 //!   the ports, the input port). The best case of a frame-direct megaflow
 //!   lookup: what a packet would cost if no flow key were built.
+//! - `flat` is `frame` in one table: each entry's frame words and counters
+//!   in one 64-byte line of a table twice the flows' size (128 MB at a
+//!   million), probed linearly. A lookup touches one random line, not an
+//!   index line and a slot. Its lines are asked for as each key is hashed;
+//!   `burst` asks for a batch's 32 lines at once after its keys are hashed,
+//!   and `ahead` does the same but compares them one batch later (so its
+//!   last batch is never compared: 32 fewer hits).
 //!
 //! `layout_probe [flows] [D] [layout] [packets]` (default 1000000 8, every
 //! layout, 4000000), five rounds; one round when a layout is named (for
 //! callgrind: the difference between two packet counts is the cost of the
-//! packets between them). BENCHMARKS.md ("Fifth round", "Sixth round") has
-//! the results.
+//! packets between them). BENCHMARKS.md ("Fifth round" to "Seventh
+//! round") has the results.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -175,6 +182,34 @@ enum Layout {
     Staged(usize),
     Common,
     Frame,
+    /// The frame words inline in one line; when its lines are asked for.
+    Flat(Ask),
+}
+
+/// When the `flat` layout asks for a batch's lines.
+#[derive(Clone, Copy, PartialEq)]
+enum Ask {
+    /// As each key is hashed, between the keys' work.
+    Interleaved,
+    /// All 32 at once, after the batch's keys are hashed.
+    Burst,
+    /// All 32 at once, compared one batch later.
+    Ahead,
+}
+
+/// A batch's frame words and lines, to be compared (`usize::MAX`: no line).
+type Pending = ([[u64; 3]; 32], [usize; 32]);
+
+/// A `flat` entry: the frame words inline with the counters, one line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line {
+    words: [u64; 3],
+    id: u32,
+    generation: u32,
+    packets: u64,
+    bytes: u64,
+    used: u64,
 }
 
 struct Tables {
@@ -186,6 +221,7 @@ struct Tables {
     /// by [`frame_words`]).
     findex: Vec<Bucket>,
     fslab: Vec<Slot>,
+    flat: Vec<Line>,
 }
 
 /// A common-shape frame's five-tuple in frame order, as three words: the
@@ -242,6 +278,18 @@ impl Tables {
             fslab[i].words[..3].copy_from_slice(w);
             place(&mut findex, h, i);
         }
+        let mut flat = vec![
+            Line { words: [0; 3], id: 0, generation: 0, packets: 0, bytes: 0, used: 0 };
+            (n * 2).next_power_of_two()
+        ];
+        let fcap = flat.len() - 1;
+        for (i, w) in frames.iter().enumerate() {
+            let mut at = frame_hash(w) as usize & fcap;
+            while flat[at].generation != 0 {
+                at = (at + 1) & fcap;
+            }
+            flat[at] = Line { words: *w, id: i as u32, generation: 1, ..flat[at] };
+        }
         let mut pages: Vec<Page> = (0..(n * 4 / 3).div_ceil(31).max(1)).map(|_| Page([EMPTY; 32])).collect();
         for (i, k) in keys.iter().enumerate() {
             let h = sub.hash(k);
@@ -261,7 +309,7 @@ impl Tables {
                 p = (p + 1) % pages.len();
             }
         }
-        Tables { sub, index, slab, pages, findex, fslab }
+        Tables { sub, index, slab, pages, findex, fslab, flat }
     }
 
     /// One batch: its keys built, looked up and accounted; returns its hits.
@@ -367,6 +415,51 @@ impl Tables {
         }
         hits
     }
+
+    /// [`Tables::batch`] for the `flat` layout: the frame words and the
+    /// counters in one line of a table twice the flows' size, probed
+    /// linearly. `prev` is the batch that [`Ask::Ahead`] compares now.
+    fn batch_flat(&mut self, frames: &[[u8; FRAME_LEN]; 32], now: u64, ask: Ask, prev: &mut Pending) -> u64 {
+        let mut words = [[0u64; 3]; 32];
+        let mut at = [usize::MAX; 32];
+        let cap = self.flat.len() - 1;
+        for (i, f) in frames.iter().enumerate() {
+            if let Some(w) = frame_words(f, 1) {
+                (words[i], at[i]) = (w, frame_hash(&w) as usize & cap);
+                if ask == Ask::Interleaved {
+                    prefetch(&self.flat[at[i]]);
+                }
+            }
+        }
+        if ask != Ask::Interleaved {
+            for &a in at.iter().filter(|&&a| a != usize::MAX) {
+                prefetch(&self.flat[a]);
+            }
+        }
+        let (words, at) = if ask == Ask::Ahead { std::mem::replace(prev, (words, at)) } else { (words, at) };
+        let mut hits = 0;
+        for (w, &a) in words.iter().zip(&at) {
+            if a == usize::MAX {
+                continue;
+            }
+            let mut a = a;
+            loop {
+                let l = &mut self.flat[a];
+                if (l.words[0] ^ w[0]) | (l.words[1] ^ w[1]) | (l.words[2] ^ w[2]) == 0 {
+                    l.packets += 1;
+                    l.bytes += FRAME_LEN as u64;
+                    l.used = l.used.max(now);
+                    hits += 1;
+                    break;
+                }
+                if l.generation == 0 {
+                    break;
+                }
+                a = (a + 1) & cap;
+            }
+        }
+        hits
+    }
 }
 
 /// Reads the bucket of hash `h` in `index` and asks for its first
@@ -392,6 +485,9 @@ fn name(layout: Layout) -> &'static str {
         Layout::Staged(_) => "staged",
         Layout::Common => "common",
         Layout::Frame => "frame",
+        Layout::Flat(Ask::Interleaved) => "flat",
+        Layout::Flat(Ask::Burst) => "burst",
+        Layout::Flat(Ask::Ahead) => "ahead",
     }
 }
 
@@ -429,12 +525,22 @@ fn main() {
     let only = args.next();
     let packets: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(4_000_000);
     let rounds = if only.is_some() { 1 } else { 5 };
-    let all = [Layout::Separate, Layout::Paged, Layout::Staged(delay), Layout::Common, Layout::Frame];
+    let all = [
+        Layout::Separate,
+        Layout::Paged,
+        Layout::Staged(delay),
+        Layout::Common,
+        Layout::Frame,
+        Layout::Flat(Ask::Interleaved),
+        Layout::Flat(Ask::Burst),
+        Layout::Flat(Ask::Ahead),
+    ];
     for round in 0..rounds {
         for layout in all.into_iter().filter(|l| only.as_deref().is_none_or(|o| name(*l) == o)) {
             let (mut order, mut hits) = (Flows::new(flows), 0);
             let mut frames = [[0u8; FRAME_LEN]; 32];
             let mut keys = [FlowKey::ZERO; 32];
+            let mut prev: Pending = ([[0u64; 3]; 32], [usize::MAX; 32]);
             let start = Instant::now();
             for b in 0..packets / 32 {
                 for fr in &mut frames {
@@ -442,6 +548,8 @@ fn main() {
                 }
                 hits += if layout == Layout::Frame {
                     t.batch_frames(black_box(&frames), b)
+                } else if let Layout::Flat(ask) = layout {
+                    t.batch_flat(black_box(&frames), b, ask, &mut prev)
                 } else {
                     t.batch(black_box(&frames), &mut keys, layout, b)
                 };
