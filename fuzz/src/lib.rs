@@ -174,8 +174,8 @@ pub fn flow_key(data: &[u8]) {
 
 /// The frame key ([`sluice_flow::FrameKey`]): never panics; a frame has
 /// one exactly when the flow-key extractor's straight line takes it (and
-/// it is 48 bytes or more), or would with its one 802.1Q tag taken out
-/// (52 bytes or more); and a one-byte change that leaves the frame
+/// it is 48 bytes or more), or would with its one or two VLAN tags taken
+/// out (52 or 56 bytes or more); and a one-byte change that leaves the frame
 /// key equal leaves the flow key equal (the exact-match cache's
 /// soundness). Likewise for the IPv6 frame key
 /// ([`sluice_flow::FrameKey6`]), with the frames of
@@ -194,7 +194,12 @@ pub fn frame_key(data: &[u8]) {
     let mut h = Headers::EMPTY;
     let tagged = frame.len() >= sluice_flow::frame::FRAME_KEY_BYTES + 4
         && sluice_packet::headers::fast_shape_tagged(frame).is_some();
-    assert_eq!(key.is_some(), frame.len() >= sluice_flow::frame::FRAME_KEY_BYTES && h.parse_fast(frame) || tagged);
+    let double_tagged = frame.len() >= sluice_flow::frame::FRAME_KEY_BYTES + 8
+        && sluice_packet::headers::fast_shape_double_tagged(frame).is_some();
+    assert_eq!(
+        key.is_some(),
+        frame.len() >= sluice_flow::frame::FRAME_KEY_BYTES && h.parse_fast(frame) || tagged || double_tagged
+    );
     if frame.is_empty() || delta == 0 {
         return;
     }

@@ -180,6 +180,10 @@ fn extract_and_emc(c: &mut Crit) {
     t.extend_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
     t.extend_from_slice(&f[12..]);
     classify_hits(&mut g, "frame_key_plus_emc_hit_batch32_tagged", &mut cache, &vec![t; 32], id);
+    // And from a provider's QinQ port: an 802.1ad tag outside the 802.1Q
+    // one.
+    let q = [&f[..12], &[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0x0a][..], &f[12..]].concat();
+    classify_hits(&mut g, "frame_key_plus_emc_hit_batch32_qinq", &mut cache, &vec![q; 32], id);
     // IPv6/UDP, 78 bytes, under an IPv6 five-tuple megaflow.
     let mut v6 = f[..12].to_vec();
     v6.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0, 0, 24, 17, 64]);

@@ -5,7 +5,9 @@
 //! with `frames` in batches of 32 through frame keys
 //! (`FlowCache::classify`), as a datapath thread does; `frames6` does the
 //! same with IPv6/UDP frames (78 bytes), `frames6t` with those frames
-//! carrying one 802.1Q tag.
+//! carrying one 802.1Q tag, `framest` with the IPv4 frames carrying one,
+//! and `framesq` with the IPv4 frames carrying two (QinQ: 802.1ad outside,
+//! 802.1Q inside).
 
 use std::hint::black_box;
 
@@ -17,6 +19,8 @@ fn main() {
     let batch = arg.as_deref() == Some("batch");
     let v6t = arg.as_deref() == Some("frames6t");
     let v6 = v6t || arg.as_deref() == Some("frames6");
+    let qinq = arg.as_deref() == Some("framesq");
+    let tagged = arg.as_deref() == Some("framest");
     let frames = v6 || arg.as_deref() == Some("frames");
     // Packets (the second argument; default 1M).
     let n: u32 = std::env::args().nth(2).and_then(|a| a.parse().ok()).unwrap_or(1_000_000);
@@ -44,7 +48,19 @@ fn main() {
     let mask6 = Mask::of(&[Field::InPort, Field::EthType, Field::Ipv6Src, Field::TpSrc]);
     cache.megaflows.install(&key6, &mask6, Actions::output(2), 0).ok();
     let mut hits = 0u32;
-    if v6t {
+    if tagged {
+        let mut t = [0u8; 68];
+        t[..12].copy_from_slice(&f[..12]);
+        t[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
+        t[16..].copy_from_slice(&f[12..]);
+        hits = classify(&mut cache, [t; 32], n);
+    } else if qinq {
+        let mut q = [0u8; 72];
+        q[..12].copy_from_slice(&f[..12]);
+        q[12..20].copy_from_slice(&[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0x0a]);
+        q[20..].copy_from_slice(&f[12..]);
+        hits = classify(&mut cache, [q; 32], n);
+    } else if v6t {
         let mut t6 = [0u8; 82];
         t6[..12].copy_from_slice(&f6[..12]);
         t6[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x0a]);

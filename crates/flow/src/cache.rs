@@ -4,8 +4,9 @@
 //!
 //! There are three exact-match caches of the same size and policy: one
 //! keyed by frame keys ([`FrameKey`]: the header bytes of an IPv4 frame of
-//! the common shape, untagged or with one 802.1Q tag), one by IPv6 frame
-//! keys ([`FrameKey6`]: untagged IPv6 without extension headers), and one
+//! the common shape, untagged or with one or two VLAN tags), one by IPv6
+//! frame keys ([`FrameKey6`]: IPv6 without extension headers, untagged or
+//! with one tag), and one
 //! by flow keys for every other frame. [`FlowCache::classify`]
 //! takes frames: a frame-key hit builds no flow key at all; everything
 //! else builds its flow key and goes on as [`FlowCache::lookup_batch`]
@@ -23,6 +24,7 @@
 //! megaflow cache answers every lookup the EMC would have.
 
 use sluice_packet::Headers;
+use sluice_packet::headers::fast_shape;
 
 use crate::emc::{Emc, InsertPolicy};
 use crate::frame::{FrameKey, FrameKey6};
@@ -140,7 +142,12 @@ impl FlowCache {
                         None
                     }
                 },
-                None => match tagged_lookup(&mut self.frames, &self.megaflows, f.as_ref(), in_port, fk) {
+                None => match tagged_lookup(
+                    &mut Tagged { frames: &mut self.frames, megaflows: &self.megaflows },
+                    f.as_ref(),
+                    in_port,
+                    fk,
+                ) {
                     Some(Some(id)) => Some(id),
                     Some(None) => {
                         framed_miss |= 1 << i;
@@ -409,27 +416,62 @@ impl FlowCache {
     }
 }
 
-/// The frame-key lookup of a frame with one 802.1Q tag: `None` when it
+/// What a tagged frame's frame-key lookup reads and fills: the frame-key
+/// EMC and the megaflows it answers with (one argument, so that
+/// [`tagged_lookup`]'s arguments all travel in registers and it can hand
+/// over to the key's builder with a jump).
+struct Tagged<'a> {
+    frames: &'a mut Emc<FrameKey>,
+    megaflows: &'a MegaflowCache,
+}
+
+/// The frame-key lookup of a frame with one or two VLAN tags: `None` when it
 /// has no frame key either, `Some(None)` for a miss (its key left in `fk`
 /// for the offer). Out of line, so that [`FlowCache::classify`]'s loop
 /// over untagged frames keeps its registers (with the tagged key inline
-/// there, an untagged hit cost 2 ns more).
+/// there, an untagged hit cost 2 ns more; with only [`FrameKey::tags`]
+/// there, 13 instructions more, callgrind on `examples/extract_profile
+/// frames`). It only tells the tags apart; the key is built in one of two
+/// functions of its own, so that the frames turned away here (mostly IPv6
+/// ones) pay for no register saves.
 #[inline(never)]
-fn tagged_lookup(
-    frames: &mut Emc<FrameKey>,
-    megaflows: &MegaflowCache,
-    frame: &[u8],
-    in_port: u32,
-    fk: &mut FrameKey,
-) -> Option<Option<FlowId>> {
-    let k = FrameKey::tagged(frame, in_port)?;
-    Some(match frames.find(&k, k.hash()) {
-        Some(id) if megaflows.contains(id) => Some(id),
-        _ => {
-            *fk = k;
-            None
+fn tagged_lookup(t: &mut Tagged<'_>, frame: &[u8], in_port: u32, fk: &mut FrameKey) -> Option<Option<FlowId>> {
+    match FrameKey::tags(frame) {
+        1 => one_tag_lookup(t, frame, in_port, fk),
+        2 => two_tags_lookup(t, frame, in_port, fk),
+        _ => None,
+    }
+}
+
+/// [`tagged_lookup`] of a frame with one tag. [`FrameKey::tags`] has seen
+/// the tag's TPID: the shape's checks go on from the IPv4 header, which
+/// [`sluice_packet::headers::fast_shape_tagged`] would check again (4
+/// instructions).
+#[inline(never)]
+fn one_tag_lookup(t: &mut Tagged<'_>, frame: &[u8], in_port: u32, fk: &mut FrameKey) -> Option<Option<FlowId>> {
+    let tcp = fast_shape(frame.get(4..)?)?;
+    Some(t.find(FrameKey::one_tag(frame, tcp, in_port)?, fk))
+}
+
+/// [`tagged_lookup`] of a frame that may have two tags.
+#[inline(never)]
+fn two_tags_lookup(t: &mut Tagged<'_>, frame: &[u8], in_port: u32, fk: &mut FrameKey) -> Option<Option<FlowId>> {
+    Some(t.find(FrameKey::two_tags(frame, in_port)?, fk))
+}
+
+impl Tagged<'_> {
+    /// The frame-key EMC's answer for `k`, `None` for a miss (`k` left in
+    /// `fk` for the offer).
+    #[inline(always)]
+    fn find(&mut self, k: FrameKey, fk: &mut FrameKey) -> Option<FlowId> {
+        match self.frames.find(&k, k.hash()) {
+            Some(id) if self.megaflows.contains(id) => Some(id),
+            _ => {
+                *fk = k;
+                None
+            }
         }
-    })
+    }
 }
 
 /// What [`FlowCache::classify`]'s miss paths fill besides the answers:
@@ -466,7 +508,6 @@ mod tests {
     use crate::key::Field;
     use crate::{Actions, Mask};
     use sluice_packet::Headers;
-    use sluice_packet::headers::fast_shape;
 
     #[test]
     fn emc_entries_follow_megaflow_replacement_and_batch_agrees() {
@@ -496,9 +537,10 @@ mod tests {
     }
 
     /// Frames of every shape for flow `i`: the common shapes (IPv4 UDP, and
-    /// TCP with a few flag values, untagged or with one 802.1Q tag; IPv6 UDP
-    /// and TCP, likewise) and others (IPv6 EtherType on an IPv4 body, a UDP
-    /// frame too short for a frame key, an ARP-sized runt).
+    /// TCP with a few flag values, untagged or with one or two VLAN tags of
+    /// either TPID; IPv6 UDP and TCP, untagged or with one tag) and others
+    /// (IPv6 with two tags, IPv6 EtherType on an IPv4 body, a UDP frame too
+    /// short for a frame key, an ARP-sized runt).
     fn frame_of(i: u32) -> Vec<u8> {
         if i % 8 == 3 {
             let mut f = crate::frame::testing::frame_v6(i % 16 == 11, 80, u64::from(i / 8) + 1);
@@ -510,13 +552,23 @@ mod tests {
             if i % 32 == 19 {
                 f = crate::frame::testing::tagged(&f, 7);
             }
+            if i % 64 == 27 {
+                f = crate::frame::testing::tagged_as(&f, 0x88a8, 7);
+            }
+            if i % 128 == 35 {
+                f = crate::frame::testing::tagged_as(&crate::frame::testing::tagged(&f, 7), 0x88a8, 100);
+            }
             return f;
         }
         let mut f = crate::frame::testing::frame(i.is_multiple_of(2), 64, u64::from(i / 8) + 1);
         f[26..30].copy_from_slice(&(i / 8).to_be_bytes());
         f[47] = [0x02, 0x10, 0x18][(i / 2 % 3) as usize];
         match i % 8 {
-            5 => f.splice(12..12, [0x81, 0x00, 0x00, 0x07]).for_each(drop),
+            5 => match i % 32 {
+                13 | 29 => f.splice(12..12, [0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0x07]).for_each(drop),
+                21 => f.splice(12..12, [0x88, 0xa8, 0x00, 0x07]).for_each(drop),
+                _ => f.splice(12..12, [0x81, 0x00, 0x00, 0x07]).for_each(drop),
+            },
             6 => f[12..14].copy_from_slice(&[0x86, 0xdd]),
             7 => {
                 f.truncate(44);
@@ -532,6 +584,43 @@ mod tests {
         f
     }
 
+    /// Tagged TCP frames that differ only in their flags, under megaflows
+    /// that match the flags: each frame-key hit answers its own flags'
+    /// megaflow, with one tag or two.
+    #[test]
+    fn tagged_frame_keys_keep_tcp_flags_apart() {
+        use crate::frame::testing::{frame, tagged, tagged_as};
+        let mask = Mask::of(&[Field::InPort, Field::EthType, Field::Ipv4Src, Field::TcpFlags]);
+        for tags in [1, 2] {
+            let mut c = FlowCache::new(256, InsertPolicy::Always, 1000, 1);
+            let frames: Vec<Vec<u8>> = [0x02u8, 0x10, 0x18]
+                .iter()
+                .map(|&flags| {
+                    let mut f = frame(true, 64, 5);
+                    f[47] = flags;
+                    let f = tagged(&f, 7);
+                    if tags == 2 { tagged_as(&f, 0x88a8, 100) } else { f }
+                })
+                .collect();
+            let (mut keys, mut headers, mut out) = ([FlowKey::ZERO; 3], [Headers::EMPTY; 3], [None; 3]);
+            let mut ids = Vec::new();
+            for f in &frames {
+                let k = FlowKey::extract(f, &Metadata::port(1), &mut Headers::EMPTY.clone());
+                ids.push(c.megaflows.install(&k, &mask, Actions::output(1), 0).unwrap());
+            }
+            for round in 0..4 {
+                // Each frame alone in its batch, in turn, then all three.
+                for (f, id) in frames.iter().zip(&ids) {
+                    c.classify(std::slice::from_ref(f), 1, &mut keys[..1], &mut headers[..1], &mut out[..1]);
+                    assert_eq!(out[0], Some(*id), "{tags} tags, round {round}");
+                }
+                c.classify(&frames, 1, &mut keys, &mut headers, &mut out);
+                assert_eq!(out.to_vec(), ids.iter().map(|&id| Some(id)).collect::<Vec<_>>(), "{tags} tags");
+            }
+            assert!(c.frames.stats().hits >= 12, "{tags} tags: {:?}", c.frames.stats());
+        }
+    }
+
     #[test]
     fn classify_agrees_with_the_megaflow_cache_on_every_shape() {
         let masks = [
@@ -545,6 +634,8 @@ mod tests {
             let mut headers = [Headers::EMPTY; BATCH];
             let mut out = [None; BATCH];
             let mut x = 7u32;
+            // Double-tagged IPv4 frames that hit without a flow key built.
+            let mut qinq_hits = 0;
             for round in 0..3000u32 {
                 let frames: Vec<Vec<u8>> = (0..BATCH)
                     .map(|_| {
@@ -571,8 +662,10 @@ mod tests {
                     } else {
                         // Only a hit may come without its key and headers,
                         // and only a frame of the common shape (or with one
-                        // tag, or IPv6).
+                        // or two tags, or IPv6).
                         assert!(out[i].is_some(), "round {round} frame {i}: a miss without its key");
+                        qinq_hits +=
+                            usize::from(f.len() > 20 && f[16..18] == [0x81, 0x00] && f[20..22] == [0x08, 0x00]);
                         assert!(
                             FrameKey::extract(f, port).is_some()
                                 || FrameKey6::extract(f, port).is_some()
@@ -608,6 +701,7 @@ mod tests {
                 e.hits
             );
             assert!(f6.inserts > 0 && f6.misses > 0, "{f6:?}");
+            assert!(qinq_hits > 200, "{qinq_hits} double-tagged frames hit their frame keys");
             // The second half ran with a slab beyond the caches, where the
             // first subtable's buckets are asked for while keys are built.
             assert!(c.megaflows.deep(), "{} megaflows", c.megaflows.len());

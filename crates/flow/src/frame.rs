@@ -14,17 +14,22 @@
 //! loads and masks, a hash and a compare, where building the 18-word flow
 //! key costs about twice that (measured, `BENCHMARKS.md`).
 //!
-//! Frames of that shape with one 802.1Q tag (a trunk port's) have frame
-//! keys too: the same bytes four further on, the tag in the place of the
-//! source MAC's last four bytes, those in bits the untagged layout masks
-//! out, and a bit in the port word that keeps tagged and untagged keys
-//! apart ([`sluice_packet::headers::fast_shape_tagged`]). Their flow keys
-//! take the general walk, on a miss only.
+//! Frames of that shape with one VLAN tag (a trunk port's; 802.1Q or
+//! 802.1ad) have frame keys too: the same bytes four further on, the tag in
+//! the place of the source MAC's last four bytes, those in bits the
+//! untagged layout masks out, and a bit in the port word that keeps tagged
+//! and untagged keys apart ([`sluice_packet::headers::fast_shape_tagged`]).
+//! So do frames with two tags (QinQ: a provider's outer tag and a
+//! customer's inner one), eight bytes further on, the twelve bytes before
+//! in masked-out bits, and a bit of their own in the port word
+//! ([`sluice_packet::headers::fast_shape_double_tagged`]). The flow keys of
+//! tagged frames take the general walk, on a miss only.
 //!
 //! IPv6 frames of the same kind (no extension header, UDP or TCP:
-//! [`sluice_packet::headers::fast_shape_v6`]), untagged or with one 802.1Q
+//! [`sluice_packet::headers::fast_shape_v6`]), untagged or with one VLAN
 //! tag, have a key of their own type, [`FrameKey6`], eight words, in an
-//! exact-match cache of their own.
+//! exact-match cache of their own. (An IPv6 key has no masked-out bits
+//! left for a second tag: QinQ IPv6 frames take the flow-key path.)
 //!
 //! The shape check is the one the flow-key extractor's own straight line
 //! takes (the general walk's, for IPv6), and the property that equal frame
@@ -32,7 +37,9 @@
 //! tagged and not, IPv4 and IPv6 (and fuzzed). Frames of any other shape
 //! have no frame key; the caches use their flow key.
 
-use sluice_packet::headers::{FAST_V6_L4_OFFSET, fast_shape, fast_shape_tagged, fast_shape_v6, fast_shape_v6_tagged};
+use sluice_packet::headers::{
+    FAST_V6_L4_OFFSET, fast_shape, fast_shape_double_tagged, fast_shape_tagged, fast_shape_v6, fast_shape_v6_tagged,
+};
 
 use crate::emc::ExactKey;
 use crate::hash::{hash_eight, hash_four};
@@ -63,6 +70,9 @@ const MASK: [u64; 5] = [
 /// equals an untagged one's (their second and third words are laid out
 /// differently).
 const TAGGED: u64 = 1 << 32;
+/// In the port word of a double-tagged frame's key, so that its key equals
+/// no single-tagged or untagged one's (laid out differently again).
+const DOUBLE_TAGGED: u64 = 1 << 33;
 
 /// Bytes 40..48 for TCP: the low bit of 46 (NS) and 47, the other flags.
 /// (For UDP they are payload, out.)
@@ -77,7 +87,11 @@ pub struct FrameKey {
 
 impl core::fmt::Debug for FrameKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let tagged = if self.w[6] & TAGGED != 0 { ", tagged" } else { "" };
+        let tagged = match self.w[6] & (TAGGED | DOUBLE_TAGGED) {
+            0 => "",
+            TAGGED => ", tagged",
+            _ => ", double-tagged",
+        };
         write!(f, "FrameKey(in_port {}{tagged}, {:016x?})", self.in_port(), &self.w[..6])
     }
 }
@@ -88,7 +102,7 @@ impl FrameKey {
 
     /// The key of `frame`, received on `in_port` with no other metadata
     /// (what [`crate::Metadata::port`] describes), or `None` when the frame
-    /// is not of the common shape, untagged or with one 802.1Q tag.
+    /// is not of the common shape, untagged or with one or two VLAN tags.
     #[inline]
     pub fn extract(frame: &[u8], in_port: u32) -> Option<FrameKey> {
         FrameKey::untagged(frame, in_port).or_else(|| FrameKey::tagged(frame, in_port))
@@ -105,20 +119,76 @@ impl FrameKey {
         Some(FrameKey::of(frame.first_chunk::<FRAME_KEY_BYTES>()?, tcp, u64::from(in_port)))
     }
 
-    /// [`extract`](Self::extract) for a frame with one 802.1Q tag: the
-    /// untagged layout read four bytes further on (so the second word holds
-    /// the tag instead of the source MAC's last four bytes, which go to the
-    /// third word's masked-out low bits), and [`TAGGED`] with the port.
+    /// [`extract`](Self::extract) for a frame with one or two VLAN tags.
     #[inline(always)]
     pub(crate) fn tagged(frame: &[u8], in_port: u32) -> Option<FrameKey> {
-        let tcp = fast_shape_tagged(frame)?;
+        match FrameKey::tags(frame) {
+            1 => FrameKey::one_tag(frame, fast_shape_tagged(frame)?, in_port),
+            2 => FrameKey::two_tags(frame, in_port),
+            _ => None,
+        }
+    }
+
+    /// How many VLAN tags a frame that may have a tagged key has: 1 when a
+    /// tag's TPID (0x8100 or 0x88a8) stands where an untagged frame has
+    /// its EtherType and IPv4's EtherType follows the tag, 2 when a second
+    /// TPID follows it, and 0 (no tagged key) otherwise. Most frames that
+    /// miss the untagged key are IPv6 ones, tagged or not, on their way to
+    /// their own key: this is all they should pay here. (The compares are
+    /// on the bytes as they lie, little-endian, which saves swapping them.)
+    #[inline(always)]
+    pub(crate) fn tags(frame: &[u8]) -> u8 {
+        const VLAN: u16 = u16::from_le_bytes([0x81, 0x00]);
+        const QINQ: u16 = u16::from_le_bytes([0x88, 0xa8]);
+        const IPV4: u16 = u16::from_le_bytes([0x08, 0x00]);
+        let Some(h) = frame.first_chunk::<18>() else { return 0 };
+        let (outer, inner) = (u16::from_le_bytes([h[12], h[13]]), u16::from_le_bytes([h[16], h[17]]));
+        if outer != VLAN && outer != QINQ {
+            0
+        } else if inner == IPV4 {
+            1
+        } else if inner == VLAN || inner == QINQ {
+            2
+        } else {
+            0
+        }
+    }
+
+    /// The key of a frame with one VLAN tag, which
+    /// [`fast_shape_tagged`] said has the shape (and is TCP when `tcp`):
+    /// the untagged layout read four bytes further on (so the second word
+    /// holds the tag instead of the source MAC's last four bytes, which go
+    /// to the third word's masked-out low bits), and [`TAGGED`] with the
+    /// port.
+    #[inline(always)]
+    pub(crate) fn one_tag(frame: &[u8], tcp: bool, in_port: u32) -> Option<FrameKey> {
         let view = frame.get(4..)?;
         let mut k = FrameKey::of(view.first_chunk::<FRAME_KEY_BYTES>()?, tcp, TAGGED | u64::from(in_port));
         // Bytes 0..8 are the MACs' first eight, as untagged; 8..12 finish
         // the source MAC.
-        let head = frame.first_chunk::<12>()?;
-        k.w[0] = u64::from_le_bytes([head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7]]);
-        k.w[2] |= u64::from(u32::from_le_bytes([head[8], head[9], head[10], head[11]]));
+        let h = frame.first_chunk::<12>()?;
+        k.w[0] = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+        k.w[2] |= u64::from(u32::from_le_bytes([h[8], h[9], h[10], h[11]]));
+        Some(k)
+    }
+
+    /// [`extract`](Self::extract) for a frame with two VLAN tags: the
+    /// untagged layout read eight bytes further on (so the second word
+    /// holds the inner tag, and the first the source MAC's last four bytes
+    /// and the outer tag), then the first word replaced by the frame's
+    /// first eight bytes, as a single tag's is, and the eight it held moved
+    /// to masked-out bits: six to the third word's low 48 (length,
+    /// identification, flags), the outer TCI to the fourth word's low 16
+    /// (the checksum). [`DOUBLE_TAGGED`] with the port.
+    #[inline(always)]
+    pub(crate) fn two_tags(frame: &[u8], in_port: u32) -> Option<FrameKey> {
+        let tcp = fast_shape_double_tagged(frame)?;
+        let view = frame.get(8..)?;
+        let mut k = FrameKey::of(view.first_chunk::<FRAME_KEY_BYTES>()?, tcp, DOUBLE_TAGGED | u64::from(in_port));
+        let h = frame.first_chunk::<16>()?;
+        k.w[0] = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+        k.w[2] |= u64::from_le_bytes([h[8], h[9], h[10], h[11], h[12], h[13], 0, 0]);
+        k.w[3] |= u64::from(u16::from_le_bytes([h[14], h[15]]));
         Some(k)
     }
 
@@ -206,6 +276,9 @@ fn same_words<const N: usize>(a: &[u64; N], b: &[u64; N]) -> bool {
 
 /// In word 7 of a tagged frame's IPv6 key, above its TCI (bits 32..48).
 const TAGGED6: u64 = 1 << 48;
+/// In word 7 of a tagged frame's IPv6 key when the tag's TPID is 0x88a8
+/// (802.1ad) rather than 0x8100.
+const S_TAGGED6: u64 = 1 << 49;
 
 /// Which bits of the first three words of an IPv6 frame key's header
 /// bytes it keeps (read little-endian, as [`MASK`]).
@@ -231,11 +304,11 @@ const MASK6: [u64; 3] = [
 ///   (the low bit of byte 66, and 67) in the top two bytes;
 /// - 7: the ports (54..58).
 ///
-/// A frame with one 802.1Q tag has the same layout read four bytes
-/// further on, except for the MACs (word 0 is the frame's first eight
-/// bytes, and the source MAC's last four take the tag's place in word 1),
-/// and word 7, which holds the tag's TCI above the ports and a tag bit
-/// above that (no untagged key has any of those bits).
+/// A frame with one VLAN tag has the same layout read four bytes further
+/// on, except for the MACs (word 0 is the frame's first eight bytes, and
+/// the source MAC's last four take the tag's place in word 1), and word 7,
+/// which holds the tag's TCI above the ports, and above that a tag bit and
+/// a bit for an 802.1ad TPID (no untagged key has any of those bits).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FrameKey6 {
     w: [u64; 8],
@@ -254,7 +327,7 @@ impl FrameKey6 {
 
     /// The key of `frame`, received on `in_port` with no other metadata,
     /// or `None` when it is not an IPv6 frame of the common shape,
-    /// untagged or with one 802.1Q tag.
+    /// untagged or with one VLAN tag.
     #[inline(always)]
     pub fn extract(frame: &[u8], in_port: u32) -> Option<FrameKey6> {
         let port = u64::from(in_port);
@@ -264,7 +337,7 @@ impl FrameKey6 {
         }
     }
 
-    /// [`extract`](Self::extract) for a frame with one 802.1Q tag.
+    /// [`extract`](Self::extract) for a frame with one VLAN tag.
     #[inline(always)]
     fn tagged(frame: &[u8], port: u64) -> Option<FrameKey6> {
         let tcp = fast_shape_v6_tagged(frame)?;
@@ -272,7 +345,9 @@ impl FrameKey6 {
         let h = frame.first_chunk::<16>()?;
         k.w[0] = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
         k.w[1] = (k.w[1] & !0xffff_ffff) | u64::from(u32::from_le_bytes([h[8], h[9], h[10], h[11]]));
-        k.w[7] |= TAGGED6 | (u64::from(u16::from_be_bytes([h[14], h[15]])) << 32);
+        // The shape took a TPID of 0x8100 or 0x88a8: its first byte says which.
+        let s_tag = if h[12] == 0x88 { S_TAGGED6 } else { 0 };
+        k.w[7] |= TAGGED6 | s_tag | (u64::from(u16::from_be_bytes([h[14], h[15]])) << 32);
         Some(k)
     }
 
@@ -371,17 +446,19 @@ pub(crate) mod testing {
 
     /// `f` with an 802.1Q tag (`tci`) after its MACs.
     pub(crate) fn tagged(f: &[u8], tci: u16) -> Vec<u8> {
-        let mut t = f[..12].to_vec();
-        t.extend_from_slice(&[0x81, 0x00]);
-        t.extend_from_slice(&tci.to_be_bytes());
-        t.extend_from_slice(&f[12..]);
-        t
+        tagged_as(f, 0x8100, tci)
+    }
+
+    /// `f` with a VLAN tag (`tpid`, `tci`) after its MACs, in front of any
+    /// it had.
+    pub(crate) fn tagged_as(f: &[u8], tpid: u16, tci: u16) -> Vec<u8> {
+        [&f[..12], &tpid.to_be_bytes()[..], &tci.to_be_bytes()[..], &f[12..]].concat()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{frame, frame_v6, tagged};
+    use super::testing::{frame, frame_v6, tagged, tagged_as};
     use super::*;
     use crate::key::{FlowKey, Metadata};
     use proptest::prelude::*;
@@ -399,16 +476,30 @@ mod tests {
         assert!(FrameKey::extract(&udp, 1).is_some());
         // A UDP frame that ends before byte 48 has no key (but a flow key).
         assert!(FrameKey::extract(&frame(false, 46, 3), 1).is_none());
-        // One 802.1Q tag: a key, not the untagged frame's; a tag of
-        // another kind, or a second tag: none.
+        // One VLAN tag: a key, not the untagged frame's, nor that of a tag
+        // with another TCI or TPID.
         let one = tagged(&udp, 0x200a);
-        assert!(FrameKey::extract(&one, 1).is_some());
-        assert_ne!(FrameKey::extract(&one, 1), FrameKey::extract(&udp, 1));
-        assert_ne!(FrameKey::extract(&one, 1), FrameKey::extract(&tagged(&udp, 0x200b), 1));
-        let mut qinq = one.clone();
-        qinq[12..14].copy_from_slice(&[0x88, 0xa8]);
-        assert!(FrameKey::extract(&qinq, 1).is_none());
-        assert!(FrameKey::extract(&tagged(&one, 7), 1).is_none());
+        let k1 = FrameKey::extract(&one, 1);
+        assert!(k1.is_some());
+        assert_ne!(k1, FrameKey::extract(&udp, 1));
+        assert_ne!(k1, FrameKey::extract(&tagged(&udp, 0x200b), 1));
+        let s_tag = tagged_as(&udp, 0x88a8, 0x200a);
+        assert!(FrameKey::extract(&s_tag, 1).is_some());
+        assert_ne!(FrameKey::extract(&s_tag, 1), k1);
+        assert_ne!(flow_key(&s_tag, 1), flow_key(&one, 1));
+        // Two tags (QinQ): a key, not the single-tagged frame's, nor that
+        // of another outer TCI or TPID; a third tag, or a tag of another
+        // kind: none.
+        let qinq = tagged_as(&one, 0x88a8, 7);
+        let k2 = FrameKey::extract(&qinq, 1);
+        assert!(k2.is_some());
+        assert_ne!(k2, k1);
+        assert_ne!(k2, FrameKey::extract(&tagged_as(&one, 0x88a8, 8), 1));
+        assert_ne!(k2, FrameKey::extract(&tagged_as(&one, 0x8100, 7), 1));
+        assert!(FrameKey::extract(&tagged_as(&one, 0x8100, 7), 1).is_some());
+        assert!(FrameKey::extract(&tagged(&qinq, 9), 1).is_none());
+        assert!(FrameKey::extract(&tagged_as(&udp, 0x9100, 7), 1).is_none());
+        assert!(FrameKey::extract(&tagged_as(&one, 0x9100, 7), 1).is_none());
         let mut options = tcp.clone();
         options[14] = 0x46;
         assert!(FrameKey::extract(&options, 1).is_none());
@@ -437,15 +528,31 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(flow_key(&untagged, 1), flow_key(&one, 1));
         assert_eq!(b.in_port(), 1);
+        // Likewise a double-tagged frame whose inner tag is a single-tagged
+        // frame's tag and whose outer TCI is 0.
+        let two = tagged_as(&one, 0x8100, 0);
+        let c = FrameKey::extract(&two, 1).unwrap();
+        assert_eq!(b.w[..2], c.w[..2]);
+        assert_ne!(b, c);
+        assert_ne!(flow_key(&one, 1), flow_key(&two, 1));
+        assert_eq!(c.in_port(), 1);
     }
 
     #[test]
     fn masked_out_bytes_do_not_change_the_key_and_kept_ones_do() {
-        for (tcp, tag) in [(false, None), (true, None), (false, Some(0x200a)), (true, Some(0xe005))] {
-            let f = frame(tcp, 64, 7);
-            let f = tag.map_or(f.clone(), |t| tagged(&f, t));
+        let tags: [&[(u16, u16)]; 5] = [
+            &[],
+            &[(0x8100, 0x200a)],
+            &[(0x88a8, 0xe005)],
+            &[(0x8100, 0x200a), (0x88a8, 0x0064)],
+            &[(0x8100, 0), (0x8100, 1)],
+        ];
+        for (tcp, tag) in [false, true].into_iter().flat_map(|tcp| tags.map(|t| (tcp, t))) {
+            // Tags listed inner first.
+            let f = tag.iter().fold(frame(tcp, 64, 7), |f, &(tpid, tci)| tagged_as(&f, tpid, tci));
             let k = FrameKey::extract(&f, 3).unwrap();
-            for at in 0..FRAME_KEY_BYTES + 4 {
+            let (mut kept, mut out) = (0, 0);
+            for at in 0..FRAME_KEY_BYTES + 4 * tag.len() {
                 let mut g = f.clone();
                 g[at] ^= 0x01;
                 // Offsets 14 and 46 (TCP) change the shape or the header
@@ -453,12 +560,17 @@ mod tests {
                 // the flow key changes.
                 match FrameKey::extract(&g, 3) {
                     Some(k2) if k2 == k => {
-                        assert_eq!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp}, tag {tag:?})")
+                        out += 1;
+                        assert_eq!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp}, tags {tag:x?})")
                     }
-                    Some(_) => assert_ne!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp}, tag {tag:?})"),
+                    Some(_) => {
+                        kept += 1;
+                        assert_ne!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp}, tags {tag:x?})")
+                    }
                     None => {}
                 }
             }
+            assert!(kept > 25 && out > 5, "kept {kept}, masked out {out} (tcp {tcp}, tags {tag:x?})");
         }
     }
 
@@ -472,8 +584,9 @@ mod tests {
         // No IPv4 key for them, and no IPv6 key for IPv4 frames.
         assert!(FrameKey::extract(&tcp, 1).is_none());
         assert!(FrameKey6::extract(&frame(true, 60, 1), 1).is_none());
-        // One 802.1Q tag: a key, not the untagged frame's, even with a TCI
-        // of 0; a tag of another kind, or a second tag: none.
+        // One VLAN tag: a key, not the untagged frame's, even with a TCI
+        // of 0, nor that of another TCI or TPID; a tag of another kind, or
+        // a second tag: none.
         let one = tagged(&udp, 0x200a);
         let k1 = FrameKey6::extract(&one, 1);
         assert!(k1.is_some());
@@ -482,9 +595,11 @@ mod tests {
         assert_ne!(flow_key(&tagged(&udp, 0), 1), flow_key(&udp, 1));
         assert_ne!(k1, FrameKey6::extract(&tagged(&udp, 0x200b), 1));
         assert_eq!(k1.unwrap().in_port(), 1);
-        let mut qinq = one.clone();
-        qinq[12..14].copy_from_slice(&[0x88, 0xa8]);
-        assert!(FrameKey6::extract(&qinq, 1).is_none());
+        let s_tag = tagged_as(&udp, 0x88a8, 0x200a);
+        assert!(FrameKey6::extract(&s_tag, 1).is_some());
+        assert_ne!(FrameKey6::extract(&s_tag, 1), k1);
+        assert_ne!(flow_key(&s_tag, 1), flow_key(&one, 1));
+        assert!(FrameKey6::extract(&tagged_as(&udp, 0x9100, 7), 1).is_none());
         assert!(FrameKey6::extract(&tagged(&one, 7), 1).is_none());
         // An extension header (hop-by-hop, fragment), ICMPv6, or a payload
         // length past the frame's end: none.
@@ -501,9 +616,10 @@ mod tests {
     #[test]
     fn ipv6_masked_out_bytes_do_not_change_the_key_and_kept_ones_do() {
         let shapes = [(false, 62), (false, 80), (true, 74), (true, 90)];
-        for ((tcp, len), tag) in shapes.into_iter().flat_map(|s| [(s, None), (s, Some(0x200a)), (s, Some(0xe005))]) {
+        let tags = [None, Some((0x8100, 0x200a)), Some((0x88a8, 0xe005))];
+        for ((tcp, len), tag) in shapes.into_iter().flat_map(|s| tags.map(|t| (s, t))) {
             let f = frame_v6(tcp, len, 11);
-            let f = tag.map_or(f.clone(), |t| tagged(&f, t));
+            let f = tag.map_or(f.clone(), |(tpid, tci)| tagged_as(&f, tpid, tci));
             let k = FrameKey6::extract(&f, 3).unwrap();
             let (mut kept, mut out) = (0, 0);
             for at in 0..f.len().min(76) {
@@ -536,19 +652,18 @@ mod tests {
         /// The property the exact-match cache relies on: frames with equal
         /// frame keys have equal flow keys, tagged or not; and a frame has
         /// a key exactly when the flow key's straight line takes it (and it
-        /// is 48 bytes or more), or takes it with its one 802.1Q tag taken
-        /// out (52 bytes or more).
+        /// is 48 bytes or more), or takes it with its one or two VLAN tags
+        /// taken out (52 or 56 bytes or more).
         #[test]
         fn equal_frame_keys_mean_equal_flow_keys(
             tcp in any::<bool>(),
             len in 54usize..96,
             seed in any::<u64>(),
-            tag in proptest::option::of(any::<u16>()),
-            edits in proptest::collection::vec((0usize..96, any::<u8>()), 0..6),
+            tags in proptest::collection::vec((any::<bool>(), any::<u16>()), 0..3),
+            edits in proptest::collection::vec((0usize..100, any::<u8>()), 0..6),
             cut in 0usize..8,
         ) {
-            let f = frame(tcp, len, seed);
-            let f = tag.map_or(f.clone(), |t| tagged(&f, t));
+            let f = tags.iter().fold(frame(tcp, len, seed), |f, &(s, tci)| tagged_as(&f, if s { 0x88a8 } else { 0x8100 }, tci));
             let mut g = f.clone();
             for (at, v) in edits {
                 if let Some(b) = g.get_mut(at) {
@@ -560,8 +675,11 @@ mod tests {
             prop_assert!(kf.is_some());
             let mut h = Headers::EMPTY;
             let untagged = g.len() >= FRAME_KEY_BYTES && h.parse_fast(&g);
-            let one_tag = g.len() >= FRAME_KEY_BYTES + 4 && g.get(4..).is_some_and(|v| sluice_packet::headers::fast_shape(v).is_some()) && g[12..14] == [0x81, 0x00];
-            prop_assert_eq!(kg.is_some(), untagged || one_tag);
+            let tpid = |at: usize| g.get(at..at + 2).is_some_and(|t| t == [0x81, 0x00] || t == [0x88, 0xa8]);
+            let past = |n: usize| g.len() >= FRAME_KEY_BYTES + 4 * n && g.get(4 * n..).is_some_and(|v| sluice_packet::headers::fast_shape(v).is_some());
+            let one_tag = past(1) && tpid(12);
+            let two_tags = past(2) && tpid(12) && tpid(16);
+            prop_assert_eq!(kg.is_some(), untagged || one_tag || two_tags);
             if kf == kg {
                 prop_assert_eq!(flow_key(&f, 5), flow_key(&g, 5));
                 prop_assert_eq!(kf.map(|k| k.hash()), kg.map(|k| k.hash()));
@@ -575,12 +693,12 @@ mod tests {
             tcp in any::<bool>(),
             len in 74usize..110,
             seed in any::<u64>(),
-            tag in proptest::option::of(any::<u16>()),
+            tag in proptest::option::of((any::<bool>(), any::<u16>())),
             edits in proptest::collection::vec((0usize..84, any::<u8>()), 0..6),
             cut in 0usize..16,
         ) {
             let f = frame_v6(tcp, len, seed);
-            let f = tag.map_or(f.clone(), |t| tagged(&f, t));
+            let f = tag.map_or(f.clone(), |(s, tci)| tagged_as(&f, if s { 0x88a8 } else { 0x8100 }, tci));
             let mut g = f.clone();
             for (at, v) in edits {
                 if let Some(b) = g.get_mut(at) {

@@ -46,26 +46,45 @@ pub fn fast_shape(frame: &[u8]) -> Option<bool> {
     }
 }
 
-/// [`fast_shape`] for a frame with one 802.1Q tag (TPID 0x8100) in front
-/// of the IPv4 EtherType: the same checks on the frame with the tag's four
-/// bytes taken out (everything the walk reads past the MACs sits four bytes
-/// further on). When it says yes, what the walk finds depends only on the
-/// bytes [`fast_shape`] names, four further on, and on the MACs and the tag
-/// (0..16).
+/// [`fast_shape`] for a frame with one VLAN tag (TPID 0x8100, 802.1Q, or
+/// 0x88a8, 802.1ad) in front of the IPv4 EtherType: the same checks on the
+/// frame with the tag's four bytes taken out (everything the walk reads
+/// past the MACs sits four bytes further on). When it says yes, what the
+/// walk finds depends only on the bytes [`fast_shape`] names, four further
+/// on, and on the MACs and the tag (0..16).
 #[inline(always)]
 pub fn fast_shape_tagged(frame: &[u8]) -> Option<bool> {
-    fast_shape(past_one_tag(frame)?)
+    fast_shape(past_tags::<1>(frame)?)
 }
 
-/// `frame` seen as if its one 802.1Q tag (TPID 0x8100, bytes 12..16) were
-/// not there: from byte 4 on, whose bytes 8..12 are then the tag. `None`
-/// for a frame without such a tag.
+/// [`fast_shape_tagged`] for a frame with two VLAN tags (802.1ad QinQ: an
+/// outer and an inner tag, each with TPID 0x8100 or 0x88a8, as the general
+/// walk takes them): when it says yes, what the walk finds depends only on
+/// the bytes [`fast_shape`] names, eight further on, and on the MACs and
+/// the tags (0..20).
 #[inline(always)]
-fn past_one_tag(frame: &[u8]) -> Option<&[u8]> {
-    if frame.get(12..14)? != [0x81, 0x00] {
-        return None;
+pub fn fast_shape_double_tagged(frame: &[u8]) -> Option<bool> {
+    fast_shape(past_tags::<2>(frame)?)
+}
+
+/// `frame` seen as if its `N` VLAN tags (each a TPID of 0x8100 or 0x88a8
+/// and a TCI, from byte 12 on) were not there: from byte `4 * N` on, whose
+/// bytes `12 - 4 * N..12` are then the tags. `None` for a frame without
+/// that many tags. (Whether a further tag follows is the caller's check:
+/// the shapes want their EtherType there.)
+#[inline(always)]
+fn past_tags<const N: usize>(frame: &[u8]) -> Option<&[u8]> {
+    for t in 0..N {
+        let at = crate::ethernet::HEADER_LEN - 2 + 4 * t;
+        // A TPID, 0x8100 or 0x88a8, compared on the bytes as they lie
+        // (little-endian), which saves swapping them.
+        let raw = frame.get(at..at + 2)?;
+        let le = u16::from_le_bytes([raw[0], raw[1]]);
+        if le != u16::from_le_bytes([0x81, 0x00]) && le != u16::from_le_bytes([0x88, 0xa8]) {
+            return None;
+        }
     }
-    frame.get(4..)
+    frame.get(4 * N..)
 }
 
 /// Where the L4 header starts in a frame for which [`fast_shape_v6`] says
@@ -108,14 +127,14 @@ pub fn fast_shape_v6(frame: &[u8]) -> Option<bool> {
     }
 }
 
-/// [`fast_shape_v6`] for a frame with one 802.1Q tag (TPID 0x8100) in
-/// front of the IPv6 EtherType, as [`fast_shape_tagged`] is for IPv4: when
-/// it says yes, what the walk finds depends only on the bytes
+/// [`fast_shape_v6`] for a frame with one VLAN tag (TPID 0x8100 or
+/// 0x88a8) in front of the IPv6 EtherType, as [`fast_shape_tagged`] is for
+/// IPv4: when it says yes, what the walk finds depends only on the bytes
 /// [`fast_shape_v6`] names, four further on, and on the MACs and the tag
 /// (0..16).
 #[inline(always)]
 pub fn fast_shape_v6_tagged(frame: &[u8]) -> Option<bool> {
-    fast_shape_v6(past_one_tag(frame)?)
+    fast_shape_v6(past_tags::<1>(frame)?)
 }
 
 /// [`fast_shape`]'s checks, returning what the flow key needs beyond the
@@ -715,7 +734,7 @@ mod tests {
     /// [`fast_shape_v6`] says yes exactly to the frames the general walk
     /// reads as untagged IPv6 with no extension header, not a fragment, and
     /// a whole UDP or TCP header, and [`fast_shape_v6_tagged`] to those it
-    /// reads so with one 802.1Q tag, for every single-byte change of the
+    /// reads so with one VLAN tag (either TPID), for every single-byte change of the
     /// header bytes and every truncation.
     #[test]
     fn v6_shapes_agree_with_the_general_walk() {
@@ -731,7 +750,6 @@ mod tests {
                     let (r, h) = general(f);
                     let walk = r.is_ok()
                         && usize::from(h.eth.tag_count) == tags
-                        && (tags == 0 || h.eth.tags[0].tpid == EtherType::Vlan)
                         && h.l3 == L3::Ipv6
                         && h.fragment == Fragment::No
                         && usize::from(h.l4_offset) == FAST_V6_L4_OFFSET + 4 * tags
@@ -746,34 +764,48 @@ mod tests {
         assert!(taken[0] > 1000 && taken[1] > 1000, "the IPv6 shapes took only {taken:?} frames");
     }
 
-    /// [`fast_shape_tagged`] says yes exactly to the frames the general
-    /// walk reads as one 802.1Q tag, IPv4 without options, not a fragment,
-    /// and a whole UDP or TCP header, for every single-byte change of the
-    /// header bytes of tagged frames and every truncation.
+    /// [`fast_shape_tagged`] and [`fast_shape_double_tagged`] say yes
+    /// exactly to the frames the general walk reads as one or two VLAN tags
+    /// (either TPID), IPv4 without options, not a fragment, and a whole UDP
+    /// or TCP header, for every single-byte change of the header bytes of
+    /// such frames and every truncation.
     #[test]
-    fn tagged_shape_agrees_with_the_general_walk() {
-        let mut taken = 0;
+    fn tagged_shapes_agree_with_the_general_walk() {
+        // Frames taken, by tag count, and how many of them had an 802.1ad
+        // tag.
+        let (mut taken, mut s_tagged) = ([0; 3], [0; 3]);
         for proto in [17u8, 6] {
             let inner = frame(proto);
-            let mut base = [0u8; 68];
-            base[..12].copy_from_slice(&inner[..12]);
-            base[12..16].copy_from_slice(&[0x81, 0x00, 0x20, 0x0a]);
-            base[16..].copy_from_slice(&inner[12..]);
+            let with = |tags: &[u8]| [&inner[..12], tags, &inner[12..]].concat();
+            let bases = [
+                (1, with(&[0x81, 0x00, 0x20, 0x0a])),
+                (1, with(&[0x88, 0xa8, 0x20, 0x0a])),
+                (2, with(&[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x20, 0x0a])),
+                (2, with(&[0x81, 0x00, 0x00, 0x64, 0x81, 0x00, 0x20, 0x0a])),
+            ];
             let values = [0u8, 1, 0x06, 0x08, 0x11, 0x14, 0x28, 0x45, 0x46, 0x50, 0x81, 0x88, 0xa8, 0xff];
-            for f in &changes(&base, 64, &values) {
-                let (r, h) = general(f);
-                let walk = r.is_ok()
-                    && h.eth.tag_count == 1
-                    && h.eth.tags[0].tpid == EtherType::Vlan
-                    && h.l3 == L3::Ipv4
-                    && h.fragment == Fragment::No
-                    && h.l4_offset == 38
-                    && matches!(h.l4, L4::Udp { .. } | L4::Tcp { .. });
-                let want = walk.then(|| h.protocol == IpProtocol::Tcp);
-                assert_eq!(fast_shape_tagged(f), want, "frame {f:02x?}");
-                taken += usize::from(want.is_some());
+            for (tags, base) in bases {
+                for f in &changes(&base, 60 + 4 * tags, &values) {
+                    let (r, h) = general(f);
+                    let walk = r.is_ok()
+                        && usize::from(h.eth.tag_count) == tags
+                        && h.l3 == L3::Ipv4
+                        && h.fragment == Fragment::No
+                        && usize::from(h.l4_offset) == FAST_L4_OFFSET + 4 * tags
+                        && matches!(h.l4, L4::Udp { .. } | L4::Tcp { .. });
+                    let want = walk.then(|| h.protocol == IpProtocol::Tcp);
+                    let (one, two) = (fast_shape_tagged(f), fast_shape_double_tagged(f));
+                    assert_eq!(if tags == 1 { one } else { two }, want, "frame {f:02x?}");
+                    // Each tag count has one shape: no frame takes both.
+                    assert!(one.is_none() || two.is_none(), "frame {f:02x?}");
+                    if want.is_some() {
+                        taken[tags] += 1;
+                        s_tagged[tags] += usize::from(h.eth.tags[0].tpid == EtherType::QinQ);
+                    }
+                }
             }
         }
-        assert!(taken > 1000, "the tagged shape took only {taken} frames");
+        assert!(taken[1] > 2000 && taken[2] > 2000, "the tagged shapes took only {taken:?} frames");
+        assert!(s_tagged[1] > 1000 && s_tagged[2] > 1000, "802.1ad frames taken: {s_tagged:?}");
     }
 }

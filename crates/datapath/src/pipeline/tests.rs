@@ -265,13 +265,16 @@ fn exact_match_hits_run_the_same_actions_as_misses() {
     ];
     // Each packet lands in the slot another's key and offsets were in the
     // round before: stale ones would show (a UDP and a TCP frame, whose
-    // rewrites differ; two VLAN-tagged frames, which have no frame key).
+    // rewrites differ; two VLAN-tagged frames, and two with a second,
+    // 802.1ad tag outside, whose headers sit four and eight bytes further
+    // on).
     let mut tcp = udp(B, A, None, 9);
     tcp[23] = 6;
     tcp[46..48].copy_from_slice(&[0x50, 0x18]);
     let tagged = [udp(A, B, Some(5), 7), udp(A, B, Some(6), 8)];
+    let qinq = tagged.clone().map(|f| [&f[..12], &[0x88, 0xa8, 0x00, 0x64][..], &f[12..]].concat());
     for (n, acts) in lists.into_iter().enumerate() {
-        for frames in [vec![udp(A, B, None, 7), tcp.clone()], tagged.to_vec()] {
+        for frames in [vec![udp(A, B, None, 7), tcp.clone()], tagged.to_vec(), qinq.to_vec()] {
             let (mut rounds, s) = actions_on_rounds(&frames, acts.clone(), 4);
             rounds.iter_mut().for_each(|r| r.sort());
             assert!(!rounds[0].is_empty(), "list {n}: the upcalls' packets were sent");
