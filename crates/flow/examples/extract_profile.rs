@@ -48,24 +48,14 @@ fn main() {
     let mask6 = Mask::of(&[Field::InPort, Field::EthType, Field::Ipv6Src, Field::TpSrc]);
     cache.megaflows.install(&key6, &mask6, Actions::output(2), 0).ok();
     let mut hits = 0u32;
+    const ONE_TAG: [u8; 4] = [0x81, 0x00, 0x00, 0x0a];
     if tagged {
-        let mut t = [0u8; 68];
-        t[..12].copy_from_slice(&f[..12]);
-        t[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
-        t[16..].copy_from_slice(&f[12..]);
-        hits = classify(&mut cache, [t; 32], n);
+        hits = classify(&mut cache, [with_tags::<64, 68>(&f, &ONE_TAG); 32], n);
     } else if qinq {
-        let mut q = [0u8; 72];
-        q[..12].copy_from_slice(&f[..12]);
-        q[12..20].copy_from_slice(&[0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0x0a]);
-        q[20..].copy_from_slice(&f[12..]);
-        hits = classify(&mut cache, [q; 32], n);
+        let tags = [0x88, 0xa8, 0x00, 0x64, 0x81, 0x00, 0x00, 0x0a];
+        hits = classify(&mut cache, [with_tags::<64, 72>(&f, &tags); 32], n);
     } else if v6t {
-        let mut t6 = [0u8; 82];
-        t6[..12].copy_from_slice(&f6[..12]);
-        t6[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x0a]);
-        t6[16..].copy_from_slice(&f6[12..]);
-        hits = classify(&mut cache, [t6; 32], n);
+        hits = classify(&mut cache, [with_tags::<78, 82>(&f6, &ONE_TAG); 32], n);
     } else if v6 {
         hits = classify(&mut cache, [f6; 32], n);
     } else if frames {
@@ -90,6 +80,16 @@ fn main() {
         }
     }
     println!("hits {hits}");
+}
+
+/// `f` with `tags` (TPID and TCI, outer first) after its MACs: `M` bytes,
+/// `N` and the tags'.
+fn with_tags<const N: usize, const M: usize>(f: &[u8; N], tags: &[u8]) -> [u8; M] {
+    let mut t = [0u8; M];
+    t[..12].copy_from_slice(&f[..12]);
+    t[12..12 + tags.len()].copy_from_slice(tags);
+    t[12 + tags.len()..].copy_from_slice(&f[12..]);
+    t
 }
 
 /// `n` packets classified in batches of 32 copies of one frame; returns

@@ -20,10 +20,11 @@
 //! untagged layout masks out, and a bit in the port word that keeps tagged
 //! and untagged keys apart ([`sluice_packet::headers::fast_shape_tagged`]).
 //! So do frames with two tags (QinQ: a provider's outer tag and a
-//! customer's inner one), eight bytes further on, the twelve bytes before
-//! in masked-out bits, and a bit of their own in the port word
-//! ([`sluice_packet::headers::fast_shape_double_tagged`]). The flow keys of
-//! tagged frames take the general walk, on a miss only.
+//! customer's inner one): the same bytes eight further on, the MACs' first
+//! eight in the first word as with one tag, the next eight (the source
+//! MAC's end and the outer tag) in masked-out bits, and a bit of their own
+//! in the port word ([`sluice_packet::headers::fast_shape_double_tagged`]).
+//! The flow keys of tagged frames take the general walk, on a miss only.
 //!
 //! IPv6 frames of the same kind (no extension header, UDP or TCP:
 //! [`sluice_packet::headers::fast_shape_v6`]), untagged or with one VLAN

@@ -666,6 +666,21 @@ mod tests {
         (r, h)
     }
 
+    /// What the general walk says of `f` as one of the fast shapes:
+    /// `Some(tcp)` when it reads `tags` VLAN tags, `l3` with no option or
+    /// extension header (the L4 header at `l4_offset`, that many tags
+    /// further on), not a fragment, and a whole UDP or TCP header.
+    fn walk_shape(f: &[u8], tags: usize, l3: L3, l4_offset: usize) -> Option<bool> {
+        let (r, h) = general(f);
+        let walk = r.is_ok()
+            && usize::from(h.eth.tag_count) == tags
+            && h.l3 == l3
+            && h.fragment == Fragment::No
+            && usize::from(h.l4_offset) == l4_offset + 4 * tags
+            && matches!(h.l4, L4::Udp { .. } | L4::Tcp { .. });
+        walk.then(|| h.protocol == IpProtocol::Tcp)
+    }
+
     /// The straight-line IPv4 path gives what the general walk gives, and
     /// [`fast_shape`] says yes to the same frames, for every single-byte
     /// change of the header bytes they read and every truncation.
@@ -747,14 +762,7 @@ mod tests {
             let values = [0u8, 1, 0x06, 0x08, 0x11, 0x14, 0x1a, 0x2c, 0x3a, 0x50, 0x60, 0x81, 0x86, 0xa8, 0xdd, 0xff];
             for (tags, base) in [(0, untagged), (1, tagged)] {
                 for f in &changes(&base, 72 + 4 * tags, &values) {
-                    let (r, h) = general(f);
-                    let walk = r.is_ok()
-                        && usize::from(h.eth.tag_count) == tags
-                        && h.l3 == L3::Ipv6
-                        && h.fragment == Fragment::No
-                        && usize::from(h.l4_offset) == FAST_V6_L4_OFFSET + 4 * tags
-                        && matches!(h.l4, L4::Udp { .. } | L4::Tcp { .. });
-                    let want = walk.then(|| h.protocol == IpProtocol::Tcp);
+                    let want = walk_shape(f, tags, L3::Ipv6, FAST_V6_L4_OFFSET);
                     let got = if tags == 0 { fast_shape_v6(f) } else { fast_shape_v6_tagged(f) };
                     assert_eq!(got, want, "frame {f:02x?}");
                     taken[tags] += usize::from(want.is_some());
@@ -786,21 +794,14 @@ mod tests {
             let values = [0u8, 1, 0x06, 0x08, 0x11, 0x14, 0x28, 0x45, 0x46, 0x50, 0x81, 0x88, 0xa8, 0xff];
             for (tags, base) in bases {
                 for f in &changes(&base, 60 + 4 * tags, &values) {
-                    let (r, h) = general(f);
-                    let walk = r.is_ok()
-                        && usize::from(h.eth.tag_count) == tags
-                        && h.l3 == L3::Ipv4
-                        && h.fragment == Fragment::No
-                        && usize::from(h.l4_offset) == FAST_L4_OFFSET + 4 * tags
-                        && matches!(h.l4, L4::Udp { .. } | L4::Tcp { .. });
-                    let want = walk.then(|| h.protocol == IpProtocol::Tcp);
+                    let want = walk_shape(f, tags, L3::Ipv4, FAST_L4_OFFSET);
                     let (one, two) = (fast_shape_tagged(f), fast_shape_double_tagged(f));
                     assert_eq!(if tags == 1 { one } else { two }, want, "frame {f:02x?}");
                     // Each tag count has one shape: no frame takes both.
                     assert!(one.is_none() || two.is_none(), "frame {f:02x?}");
                     if want.is_some() {
                         taken[tags] += 1;
-                        s_tagged[tags] += usize::from(h.eth.tags[0].tpid == EtherType::QinQ);
+                        s_tagged[tags] += usize::from(general(f).1.eth.tags[0].tpid == EtherType::QinQ);
                     }
                 }
             }
