@@ -523,6 +523,19 @@ fn memory(_c: &mut Crit) {
     let e: sluice_flow::Emc<sluice_flow::FrameKey> = sluice_flow::Emc::new(8192, InsertPolicy::default(), 1);
     eprintln!("MEMORY EMC of frame keys, 8192 entries: {} bytes", LIVE.load(Ordering::Relaxed) - before);
     drop(e);
+    let before = LIVE.load(Ordering::Relaxed);
+    let e: sluice_flow::Emc<sluice_flow::FrameKey6> = sluice_flow::Emc::new(8192, InsertPolicy::default(), 1);
+    eprintln!("MEMORY EMC of IPv6 frame keys, 8192 entries: {} bytes", LIVE.load(Ordering::Relaxed) - before);
+    drop(e);
+    // A datapath thread's caches as the switch makes them: the three EMCs
+    // and the megaflow cache, empty.
+    let before = LIVE.load(Ordering::Relaxed);
+    let c = FlowCache::new(8192, InsertPolicy::default(), sluice_flow::megaflow::DEFAULT_FLOW_LIMIT, 1);
+    eprintln!(
+        "MEMORY FlowCache, 8192-entry EMCs, default flow limit, empty: {} bytes",
+        LIVE.load(Ordering::Relaxed) - before
+    );
+    drop(c);
 }
 
 criterion_group! {
