@@ -166,8 +166,9 @@ pub(crate) const MULTIPLIERS: [u64; KEY_WORDS] = {
     m
 };
 
+/// [`hash_masked`] for masks of at most `N` words, unrolled.
 #[inline(always)]
-fn hash_n<const N: usize>(
+pub(crate) fn hash_n<const N: usize>(
     key: &[u64; KEY_WORDS],
     idx: &[Word; KEY_WORDS],
     mask: &[u64; KEY_WORDS],
