@@ -86,7 +86,7 @@ pub(crate) fn hash_compact(w: &[u64]) -> u64 {
     acc
 }
 
-/// [`hash_compact`] of `key[idx[j]] & mask[j]` for `j < n`, without
+/// `hash_compact` (the tests' reference) of `key[idx[j]] & mask[j]` for `j < n`, without
 /// building the compact form. `idx` and `mask` are fixed-size arrays whose
 /// entries from `n` on are 0 (a zero mask), so that an odd `n` is padded
 /// with a zero word exactly as `hash_compact` pads it, and the loop runs
@@ -105,7 +105,7 @@ pub(crate) fn hash_gather<const N: usize>(key: &[u64; N], idx: &[u8; N], mask: &
 }
 
 /// A key word's index, as a type whose values are all below
-/// [`KEY_WORDS`](crate::key::KEY_WORDS): indexing a key with it needs no
+/// [`KEY_WORDS`]: indexing a key with it needs no
 /// bounds check (the compiler knows the enum's range), which matters in
 /// the megaflow probe's inner loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
