@@ -6,11 +6,11 @@
 //! keyed by frame keys ([`FrameKey`]: the header bytes of an IPv4 frame of
 //! the common shape, untagged or with one or two VLAN tags), one by IPv6
 //! frame keys ([`FrameKey6`]: IPv6 without extension headers, untagged or
-//! with one tag), and one
-//! by flow keys for every other frame. [`FlowCache::classify`]
-//! takes frames: a frame-key hit builds no flow key at all; everything
-//! else builds its flow key and goes on as [`FlowCache::lookup_batch`]
-//! does, and a megaflow hit is offered to the cache its frame belongs to.
+//! with one tag), and one by flow keys for every other frame.
+//! [`FlowCache::classify`] takes frames: a frame-key hit builds no flow key
+//! at all; everything else builds its flow key and goes on as
+//! [`FlowCache::lookup_batch`] does, and a megaflow hit is offered to the
+//! cache its frame belongs to.
 //!
 //! When the EMC does not earn its keep (a million flows in uniform churn:
 //! almost every lookup misses, and the frequency policy admits almost
