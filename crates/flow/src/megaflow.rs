@@ -336,26 +336,11 @@ impl Subtable {
         diff == 0
     }
 
-    /// The slot holding `key` (whose hash is `h`), if any. The usual
-    /// answer in a tuple-space search, "not in this subtable", costs one
-    /// bucket read and two tests; candidates and overflow go out of line.
+    /// The slot holding `key` (whose hash is `h`), if any, for a mask of
+    /// any width ([`probe_n`](Self::probe_n) unrolls the usual ones).
     #[inline(always)]
     fn probe(&self, e: &Entries<'_>, key: &FlowKey, h: u64) -> Option<u32> {
-        let sig = signature(h);
-        let b = h as usize & (self.buckets.len() - 1);
-        let bucket = self.buckets.get(b)?;
-        let m = matching_cells(bucket, sig);
-        if m == 0 && bucket.overflow == 0 {
-            return None;
-        }
-        // The usual hit: one candidate, and it is the key.
-        if m != 0 {
-            let idx = bucket.cells[m.trailing_zeros() as usize % CELLS].wrapping_sub(1);
-            if self.entry_eq(e, idx as usize, key) {
-                return Some(idx);
-            }
-        }
-        self.probe_from(e, key, sig, b, m & m.wrapping_sub(1))
+        self.probe_n::<0>(e, key, h)
     }
 
     /// [`probe`](Self::probe) from bucket `b`, whose matching cells are `m`.
@@ -392,12 +377,12 @@ impl Subtable {
             5 => self.find_n::<5>(e, key),
             6 => self.find_n::<6>(e, key),
             7 | 8 => self.find_n::<8>(e, key),
-            _ => self.probe(e, key, self.hash(key)),
+            _ => self.find_n::<0>(e, key),
         }
     }
 
-    /// [`find`](Self::find) for a mask of at most `N` (≤ 8) words: the
-    /// hash and the first candidate's compare of `N` words, unrolled.
+    /// [`find`](Self::find) for a mask of at most `N` (≤ 8) words (0: any
+    /// width): the hash and the first candidate's compare, unrolled.
     #[inline(always)]
     fn find_n<const N: usize>(&self, e: &Entries<'_>, key: &FlowKey) -> Option<u32> {
         self.probe_n::<N>(e, key, self.hash_n::<N>(key))
@@ -409,13 +394,13 @@ impl Subtable {
         if N == 0 { self.hash(key) } else { hash_n::<N>(key.words(), &self.words, &self.mw, &self.mk) }
     }
 
-    /// [`probe`](Self::probe) for a mask of at most `N` words (0: any),
-    /// the first candidate's compare unrolled.
+    /// The slot holding `key` (whose hash is `h`), if any, for a mask of
+    /// at most `N` words (0: any width), the first candidate's compare
+    /// unrolled. The usual answer in a tuple-space search, "not in this
+    /// subtable", costs one bucket read and two tests; candidates and
+    /// overflow go out of line.
     #[inline(always)]
     fn probe_n<const N: usize>(&self, e: &Entries<'_>, key: &FlowKey, h: u64) -> Option<u32> {
-        if N == 0 {
-            return self.probe(e, key, h);
-        }
         let sig = signature(h);
         let b = h as usize & (self.buckets.len() - 1);
         let bucket = self.buckets.get(b)?;
@@ -423,9 +408,15 @@ impl Subtable {
         if m == 0 && bucket.overflow == 0 {
             return None;
         }
+        // The usual hit: one candidate, and it is the key.
         if m != 0 {
             let idx = bucket.cells[m.trailing_zeros() as usize % CELLS].wrapping_sub(1);
-            if e.slots.get(idx as usize).is_some_and(|s| self.inline_eq::<N>(s, key)) {
+            let eq = if N == 0 {
+                self.entry_eq(e, idx as usize, key)
+            } else {
+                e.slots.get(idx as usize).is_some_and(|s| self.inline_eq::<N>(s, key))
+            };
+            if eq {
                 return Some(idx);
             }
         }
