@@ -469,6 +469,25 @@ mod tests {
         FlowKey::extract(f, &Metadata::port(port), &mut Headers::EMPTY.clone())
     }
 
+    /// A changed frame `g` of frame `f` (key `k`; `g`'s key is `kg`), both
+    /// received on port 3: the key may vanish (the change broke the shape),
+    /// but it never stays equal while the flow key changes, nor changes
+    /// while the flow key stays. Counts the changes the key kept (the key
+    /// changed) and masked out (it did not): `counts`.
+    fn check_change<K: PartialEq>(f: &[u8], g: &[u8], k: &K, kg: Option<K>, counts: &mut (u32, u32), what: &str) {
+        match kg {
+            Some(k2) if k2 == *k => {
+                counts.1 += 1;
+                assert_eq!(flow_key(g, 3), flow_key(f, 3), "{what}");
+            }
+            Some(_) => {
+                counts.0 += 1;
+                assert_ne!(flow_key(g, 3), flow_key(f, 3), "{what}");
+            }
+            None => {}
+        }
+    }
+
     #[test]
     fn common_shapes_have_keys_and_others_do_not() {
         let tcp = frame(true, 60, 1);
@@ -552,25 +571,23 @@ mod tests {
             // Tags listed inner first.
             let f = tag.iter().fold(frame(tcp, 64, 7), |f, &(tpid, tci)| tagged_as(&f, tpid, tci));
             let k = FrameKey::extract(&f, 3).unwrap();
-            let (mut kept, mut out) = (0, 0);
+            let mut counts = (0, 0);
             for at in 0..FRAME_KEY_BYTES + 4 * tag.len() {
                 let mut g = f.clone();
                 g[at] ^= 0x01;
                 // Offsets 14 and 46 (TCP) change the shape or the header
                 // length: the key may vanish; never may it stay equal while
                 // the flow key changes.
-                match FrameKey::extract(&g, 3) {
-                    Some(k2) if k2 == k => {
-                        out += 1;
-                        assert_eq!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp}, tags {tag:x?})")
-                    }
-                    Some(_) => {
-                        kept += 1;
-                        assert_ne!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} (tcp {tcp}, tags {tag:x?})")
-                    }
-                    None => {}
-                }
+                check_change(
+                    &f,
+                    &g,
+                    &k,
+                    FrameKey::extract(&g, 3),
+                    &mut counts,
+                    &format!("byte {at} (tcp {tcp}, tags {tag:x?})"),
+                );
             }
+            let (kept, out) = counts;
             assert!(kept > 25 && out > 5, "kept {kept}, masked out {out} (tcp {tcp}, tags {tag:x?})");
         }
     }
@@ -622,7 +639,7 @@ mod tests {
             let f = frame_v6(tcp, len, 11);
             let f = tag.map_or(f.clone(), |(tpid, tci)| tagged_as(&f, tpid, tci));
             let k = FrameKey6::extract(&f, 3).unwrap();
-            let (mut kept, mut out) = (0, 0);
+            let mut counts = (0, 0);
             for at in 0..f.len().min(76) {
                 for bit in [0x01u8, 0x10, 0x80] {
                     let mut g = f.clone();
@@ -630,19 +647,11 @@ mod tests {
                     // The EtherType, version, lengths and next header change
                     // the shape: the key may vanish; never may it stay equal
                     // while the flow key changes, or change while it stays.
-                    match FrameKey6::extract(&g, 3) {
-                        Some(k2) if k2 == k => {
-                            out += 1;
-                            assert_eq!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} bit {bit:#x} (tcp {tcp})")
-                        }
-                        Some(_) => {
-                            kept += 1;
-                            assert_ne!(flow_key(&g, 3), flow_key(&f, 3), "byte {at} bit {bit:#x} (tcp {tcp})")
-                        }
-                        None => {}
-                    }
+                    let what = format!("byte {at} bit {bit:#x} (tcp {tcp})");
+                    check_change(&f, &g, &k, FrameKey6::extract(&g, 3), &mut counts, &what);
                 }
             }
+            let (kept, out) = counts;
             assert!(kept > 100 && out > 10, "kept {kept}, masked out {out}");
         }
     }
