@@ -24,7 +24,6 @@
 //! megaflow cache answers every lookup the EMC would have.
 
 use sluice_packet::Headers;
-use sluice_packet::headers::fast_shape;
 
 use crate::emc::{Emc, InsertPolicy};
 use crate::frame::{FrameKey, FrameKey6};
@@ -443,14 +442,10 @@ fn tagged_lookup(t: &mut Tagged<'_>, frame: &[u8], in_port: u32, fk: &mut FrameK
     }
 }
 
-/// [`tagged_lookup`] of a frame with one tag. [`FrameKey::tags`] has seen
-/// the tag's TPID: the shape's checks go on from the IPv4 header, which
-/// [`sluice_packet::headers::fast_shape_tagged`] would check again (4
-/// instructions).
+/// [`tagged_lookup`] of a frame with one tag.
 #[inline(never)]
 fn one_tag_lookup(t: &mut Tagged<'_>, frame: &[u8], in_port: u32, fk: &mut FrameKey) -> Option<Option<FlowId>> {
-    let tcp = fast_shape(frame.get(4..)?)?;
-    Some(t.find(FrameKey::one_tag(frame, tcp, in_port)?, fk))
+    Some(t.find(FrameKey::one_tag(frame, in_port)?, fk))
 }
 
 /// [`tagged_lookup`] of a frame that may have two tags.
@@ -508,6 +503,7 @@ mod tests {
     use crate::key::Field;
     use crate::{Actions, Mask};
     use sluice_packet::Headers;
+    use sluice_packet::headers::fast_shape;
 
     #[test]
     fn emc_entries_follow_megaflow_replacement_and_batch_agrees() {
