@@ -515,6 +515,17 @@ fn memory(_c: &mut Crit) {
     let used = LIVE.load(Ordering::Relaxed) - before;
     eprintln!("MEMORY megaflow cache, 1M entries, own 2-action list each: {} bytes/megaflow", used / N as isize);
     drop(c);
+    // The signature-match cache a thread with room for those megaflows
+    // has (`FlowCache::new` with the 2M flow limit the pipeline uses).
+    let before = LIVE.load(Ordering::Relaxed);
+    let smc = FlowCache::new(8192, InsertPolicy::default(), 2_000_000, 1).smc;
+    let used = LIVE.load(Ordering::Relaxed) - before;
+    eprintln!(
+        "MEMORY signature-match cache, 2M flow limit: {} cells, {used} bytes ({} bytes/megaflow at 1M)",
+        smc.cells(),
+        used / N as isize
+    );
+    drop(smc);
     let before = LIVE.load(Ordering::Relaxed);
     let e: sluice_flow::Emc<FlowKey> = sluice_flow::Emc::new(8192, InsertPolicy::default(), 1);
     eprintln!("MEMORY EMC of flow keys, 8192 entries: {} bytes", LIVE.load(Ordering::Relaxed) - before);

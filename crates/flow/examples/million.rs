@@ -9,6 +9,7 @@
 //! `active` below `flows`, packets cycle over that many of the installed
 //! flows only (the same code path as at `flows`, with the memory it
 //! touches in cache); `small` keeps the tables on 4 KB pages.
+//! `SLUICE_SMC_CELLS=n` sizes the signature-match cache (0: none).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -37,6 +38,9 @@ fn main() {
     sluice_mem::set_huge_pages(args.next().as_deref() != Some("small"));
     let mask = five_tuple();
     let mut cache = FlowCache::new(8192, policy, 2_000_000, 7);
+    if let Some(cells) = std::env::var("SLUICE_SMC_CELLS").ok().and_then(|v| v.parse().ok()) {
+        cache.set_smc_cells(cells);
+    }
     let mut f = [0u8; FRAME_LEN];
     let mut h = Headers::EMPTY;
     for i in 0..flows {
@@ -49,7 +53,11 @@ fn main() {
         let t = Instant::now();
         let hits = run(&mut cache, &mut order, packets, &mut now);
         let ns = t.elapsed().as_nanos() as f64 / packets as f64;
-        println!("round {round}: {flows} flows, {active} active, {hits} hits: {ns:.1} ns per packet");
+        let smc = cache.smc.stats();
+        println!(
+            "round {round}: {flows} flows, {active} active, {hits} hits: {ns:.1} ns per packet (SMC so far: {} hits, {} misses)",
+            smc.hits, smc.misses
+        );
     }
 }
 

@@ -8,9 +8,12 @@
 //! frame keys ([`FrameKey6`]: IPv6 without extension headers, untagged or
 //! with one tag), and one by flow keys for every other frame.
 //! [`FlowCache::classify`] takes frames: a frame-key hit builds no flow key
-//! at all; everything else builds its flow key and goes on as
+//! at all; an untagged IPv4 frame that misses looks in the signature-match
+//! cache ([`Smc`], `crate::smc`) next, with the same frame key, and a hit
+//! there builds no flow key either (and is offered to the exact-match
+//! cache); everything else builds its flow key and goes on as
 //! [`FlowCache::lookup_batch`] does, and a megaflow hit is offered to the
-//! cache its frame belongs to.
+//! caches its frame belongs to.
 //!
 //! When the EMC does not earn its keep (a million flows in uniform churn:
 //! almost every lookup misses, and the frequency policy admits almost
@@ -19,9 +22,10 @@
 //! after a window below [`MIN_HIT_PER_MILLE`] the batches go straight to
 //! the megaflow cache, except one in [`SAMPLE_EVERY`], which still runs the
 //! whole EMC path (lookup and offer) so that flows that start to recur are
-//! still admitted and the hit rate is still measured. A sampled window above
-//! the threshold ends the bypass. Results never change, only cost: the
-//! megaflow cache answers every lookup the EMC would have.
+//! still admitted and the hit rate is still measured, over shorter windows
+//! ([`SAMPLED_WINDOW`]). A sampled window above the threshold ends the
+//! bypass. Results never change, only cost: the signature-match and
+//! megaflow caches answer every lookup the EMC would have.
 
 use sluice_packet::Headers;
 
@@ -29,6 +33,7 @@ use crate::emc::{Emc, InsertPolicy};
 use crate::frame::{FrameKey, FrameKey6};
 use crate::key::{FlowKey, Metadata};
 use crate::megaflow::{BATCH, FlowId, MegaflowCache, bits};
+use crate::smc::Smc;
 
 /// EMC lookups per hit-rate window.
 pub const WINDOW: u32 = 4096;
@@ -36,7 +41,10 @@ pub const WINDOW: u32 = 4096;
 /// (and at or above which a sampled window turns it off): 5 %.
 pub const MIN_HIT_PER_MILLE: u32 = 50;
 /// While bypassing, one batch in this many runs the EMC path anyway.
-pub const SAMPLE_EVERY: u32 = 16;
+pub const SAMPLE_EVERY: u32 = 64;
+/// EMC lookups per window while bypassing: 32 sampled batches of 32, so
+/// that recurring flows end the bypass within about 2048 batches.
+pub const SAMPLED_WINDOW: u32 = 1024;
 
 /// The per-thread cache set (see the module docs).
 pub struct FlowCache {
@@ -53,6 +61,13 @@ pub struct FlowCache {
     /// subtable (`MegaflowCache::early`), kept here so that a batch of
     /// exact-match hits does not pay for clearing them.
     early_hashes: Box<[u64; BATCH]>,
+    /// The signature-match cache: untagged IPv4 frames of the common shape
+    /// that miss the exact-match cache find their megaflow here without a
+    /// flow key (`crate::smc`).
+    pub smc: Smc,
+    /// The frame-key hashes of the batch's frames that looked in the
+    /// signature-match cache (kept for its inserts).
+    smc_hashes: Box<[u64; BATCH]>,
     /// The megaflow cache.
     pub megaflows: MegaflowCache,
     /// EMC lookups and hits of the current window (batch path only).
@@ -60,6 +75,9 @@ pub struct FlowCache {
     window_hits: u32,
     /// Skipping the EMC (see the module docs).
     bypass: bool,
+    /// The current window's length: [`WINDOW`], or [`SAMPLED_WINDOW`]
+    /// while bypassing.
+    window_len: u32,
     /// Batches since the last sampled one, while bypassing.
     since_sample: u32,
 }
@@ -75,10 +93,13 @@ impl FlowCache {
             frame_keys: Box::new([FrameKey::ZERO; BATCH]),
             frame_keys6: Box::new([FrameKey6::ZERO; BATCH]),
             early_hashes: Box::new([0; BATCH]),
+            smc: Smc::new(smc_cells(flow_limit)),
+            smc_hashes: Box::new([0; BATCH]),
             megaflows: MegaflowCache::new(flow_limit),
             window_lookups: 0,
             window_hits: 0,
             bypass: false,
+            window_len: WINDOW,
             since_sample: 0,
         }
     }
@@ -93,11 +114,18 @@ impl FlowCache {
         self.emc.stats().hits + self.frames.stats().hits + self.frames6.stats().hits
     }
 
-    /// Empties the exact-match caches.
+    /// Empties the exact-match caches (and the signature-match cache).
     pub fn clear_emc(&mut self) {
         self.emc.clear();
         self.frames.clear();
         self.frames6.clear();
+        self.smc.clear();
+    }
+
+    /// Replaces the signature-match cache with an empty one of `cells`
+    /// cells (0: none; [`new`](Self::new) sizes it for its flow limit).
+    pub fn set_smc_cells(&mut self, cells: usize) {
+        self.smc = Smc::new(cells);
     }
 
     /// Classifies a batch of at most [`BATCH`] frames received on `in_port`
@@ -181,10 +209,126 @@ impl FlowCache {
         out: &mut [Option<FlowId>],
         all: u64,
     ) -> u64 {
-        let (full, started) = self.build_keys::<B, true>(frames, rest, all, all);
         out.fill(None);
-        self.megaflows.lookup_started(rest.keys, all, started.then_some(&*self.early_hashes), out);
-        full | parse_missed(frames, rest.headers, out, all & !full)
+        // The signature-match cache first, for the untagged frame keys.
+        // Each key hashed, and its bucket asked for, as soon as it exists,
+        // so that the buckets arrive while the next keys are built.
+        let mut framed = 0u64;
+        if self.smc.cells() != 0 {
+            let deep = self.megaflows.deep();
+            for (i, ((f, fk), h)) in
+                frames.iter().zip(self.frame_keys.iter_mut()).zip(self.smc_hashes.iter_mut()).enumerate()
+            {
+                if let Some(k) = FrameKey::untagged(f.as_ref(), rest.meta.in_port) {
+                    *fk = k;
+                    *h = k.hash();
+                    if deep {
+                        self.smc.prefetch(*h);
+                    }
+                    framed |= 1 << i;
+                }
+            }
+        }
+        let missed = self.smc_probe(framed, out);
+        let pending = all & !(framed & !missed);
+        if pending == 0 {
+            return 0;
+        }
+        let (full, started) = if pending == all {
+            self.build_keys::<B, true>(frames, rest, all, all)
+        } else {
+            self.build_keys::<B, false>(frames, rest, pending, pending)
+        };
+        self.megaflows.lookup_started(rest.keys, pending, started.then_some(&*self.early_hashes), out);
+        for i in bits(missed) {
+            if let Some(Some(id)) = out.get(i) {
+                self.smc_insert(self.smc_hashes[i], *id);
+            }
+        }
+        full | parse_missed(frames, rest.headers, out, pending & !full)
+    }
+
+    /// The signature-match cache for the untagged keyed frames in `which`
+    /// (their keys in `frame_keys`), in three passes over the batch as the
+    /// megaflow cache's deep lookup does: every key's hash (kept in
+    /// `smc_hashes`), its bucket asked for; every bucket's first candidate,
+    /// its slot's first line asked for; every candidate compared. Hits go
+    /// to `out`; returns the frames that missed.
+    #[inline(always)]
+    fn smc_lookup(&mut self, which: u64, out: &mut [Option<FlowId>]) -> u64 {
+        if which == 0 {
+            return 0;
+        }
+        let deep = self.megaflows.deep();
+        for i in bits(which) {
+            let h = self.frame_keys[i].hash();
+            self.smc_hashes[i] = h;
+            if deep {
+                self.smc.prefetch(h);
+            }
+        }
+        self.smc_probe(which, out)
+    }
+
+    /// [`smc_lookup`](Self::smc_lookup) of frames whose hashes are in
+    /// `smc_hashes` and whose buckets were asked for.
+    #[inline(always)]
+    fn smc_probe(&mut self, which: u64, out: &mut [Option<FlowId>]) -> u64 {
+        if which == 0 {
+            return 0;
+        }
+        let deep = self.megaflows.deep();
+        let mut cand = [u32::MAX; BATCH];
+        for i in bits(which) {
+            let h = self.smc_hashes[i];
+            let c = self.smc.candidates(h);
+            if c != 0 {
+                cand[i] = self.smc.slot(h, c.trailing_zeros());
+                if deep {
+                    self.megaflows.prefetch_slot(cand[i]);
+                }
+            }
+        }
+        let mut missed = which;
+        for i in bits(which) {
+            let k = &self.frame_keys[i];
+            let hit = match self.megaflows.find_framed(k, cand[i]) {
+                Some(id) => Some(id),
+                None => self.smc_others(k, self.smc_hashes[i]),
+            };
+            if let (Some(id), Some(o)) = (hit, out.get_mut(i)) {
+                *o = Some(id);
+                missed &= !(1 << i);
+            }
+        }
+        let hits = (which & !missed).count_ones();
+        self.smc.count(u64::from(hits), u64::from(missed.count_ones()));
+        missed
+    }
+
+    /// The cells of `h`'s bucket past its first candidate (rare: two
+    /// signatures equal by chance).
+    #[cold]
+    fn smc_others(&self, k: &FrameKey, h: u64) -> Option<FlowId> {
+        let mut c = self.smc.candidates(h);
+        c &= c.wrapping_sub(1);
+        while c != 0 {
+            let j = c.trailing_zeros();
+            c &= c - 1;
+            if let Some(id) = self.megaflows.find_framed(k, self.smc.slot(h, j)) {
+                return Some(id);
+            }
+        }
+        None
+    }
+
+    /// Remembers megaflow `id` for frames whose frame key hashes to `h`,
+    /// if it has a frame form.
+    #[inline(always)]
+    fn smc_insert(&mut self, h: u64, id: FlowId) {
+        if self.megaflows.framed(id) {
+            self.smc.insert(h, id.slot());
+        }
     }
 
     /// [`classify`](Self::classify) after the IPv4 frame keys, for the
@@ -203,6 +347,21 @@ impl FlowCache {
         [framed_miss, unframed]: [u64; 2],
         frame_hits: u32,
     ) -> u64 {
+        // The untagged IPv4 frames that missed: the signature-match cache,
+        // its hits offered to the exact-match cache.
+        let mut smc_which = 0u64;
+        if self.smc.cells() != 0 {
+            for i in bits(framed_miss) {
+                smc_which |= u64::from(self.frame_keys[i].is_untagged()) << i;
+            }
+        }
+        let smc_missed = self.smc_lookup(smc_which, out);
+        for i in bits(smc_which & !smc_missed) {
+            if let Some(Some(id)) = out.get(i) {
+                self.frames.offer(&self.frame_keys[i], self.smc_hashes[i], *id);
+            }
+        }
+        let framed_miss = framed_miss & !(smc_which & !smc_missed);
         let (mut unframed, mut v6_miss, mut v6_hits) = (unframed, 0u64, 0u32);
         for i in bits(unframed) {
             let (Some(f), Some(o)) = (frames.get(i), out.get_mut(i)) else { continue };
@@ -254,7 +413,11 @@ impl FlowCache {
                     self.frames6.offer(&fk, fk.hash(), *id);
                 } else if framed_miss & (1 << i) != 0 {
                     let fk = self.frame_keys[i];
-                    self.frames.offer(&fk, fk.hash(), *id);
+                    let h = fk.hash();
+                    self.frames.offer(&fk, h, *id);
+                    if smc_missed & (1 << i) != 0 {
+                        self.smc_insert(h, *id);
+                    }
                 } else {
                     self.emc.offer(k, k.hash(), *id);
                 }
@@ -305,7 +468,7 @@ impl FlowCache {
     fn count_window(&mut self, lookups: u32, hits: u32) {
         self.window_lookups += lookups;
         self.window_hits += hits;
-        if self.window_lookups >= WINDOW {
+        if self.window_lookups >= self.window_len {
             self.end_window();
         }
     }
@@ -366,7 +529,7 @@ impl FlowCache {
         self.emc.count(u64::from(hits), u64::from(n - hits));
         self.window_lookups += n;
         self.window_hits += hits;
-        if self.window_lookups >= WINDOW {
+        if self.window_lookups >= self.window_len {
             self.end_window();
         }
         if misses == 0 {
@@ -409,6 +572,7 @@ impl FlowCache {
     fn end_window(&mut self) {
         self.bypass =
             u64::from(self.window_hits) * 1000 < u64::from(self.window_lookups) * u64::from(MIN_HIT_PER_MILLE);
+        self.window_len = if self.bypass { SAMPLED_WINDOW } else { WINDOW };
         self.window_lookups = 0;
         self.window_hits = 0;
         self.since_sample = 0;
@@ -489,6 +653,14 @@ fn parse_missed<B: AsRef<[u8]>>(frames: &[B], headers: &mut [Headers], out: &[Op
         }
     }
     parsed
+}
+
+/// The signature-match cache's cells for a flow limit: twice the limit
+/// (so that a bucket rarely holds more flows than its ten cells), between
+/// 1024 and 2M (16 MB, as much as a million-entry megaflow index: 16 bytes
+/// a flow, which keeps a megaflow and its share of both within 256 bytes).
+fn smc_cells(flow_limit: usize) -> usize {
+    flow_limit.saturating_mul(2).clamp(1 << 10, 1 << 21)
 }
 
 /// The bit mask of the first `n` (at most 64) keys.
@@ -617,6 +789,73 @@ mod tests {
         }
     }
 
+    /// A signature-match cache cell outlives its megaflow, and the slot it
+    /// names may hold another megaflow by the next lookup. The cell's frame
+    /// is compared with that megaflow's frame form, so it finds the
+    /// megaflow only if it matches: with the exact-match cache in the way,
+    /// and bypassed.
+    #[test]
+    fn smc_cells_answer_only_with_megaflows_that_match() {
+        use crate::frame::testing::frame;
+        let five = crate::smc::testing::five_tuple();
+        let key = |f: &[u8]| FlowKey::extract(f, &Metadata::port(1), &mut Headers::EMPTY.clone());
+        let classify = |c: &mut FlowCache, f: &Vec<u8>| {
+            let mut out = [None];
+            c.classify(std::slice::from_ref(f), 1, &mut [FlowKey::ZERO], &mut [Headers::EMPTY], &mut out);
+            out[0]
+        };
+        let (a, b) = (frame(false, 64, 1), frame(true, 64, 2));
+        for bypass in [false, true] {
+            // An EMC that admits nothing: every lookup reaches the SMC.
+            let mut c = FlowCache::new(64, InsertPolicy::Never, 1000, 1);
+            if bypass {
+                let warm = c.megaflows.install(&key(&b), &five, Actions::output(9), 0).unwrap();
+                let batch = vec![b.clone(); BATCH];
+                let (mut keys, mut headers, mut out) = ([FlowKey::ZERO; BATCH], [Headers::EMPTY; BATCH], [None; BATCH]);
+                while !c.bypassing() {
+                    c.classify(&batch, 1, &mut keys, &mut headers, &mut out);
+                }
+                assert!(c.megaflows.remove(warm));
+            }
+            let hits = c.smc.stats().hits;
+            let ida = c.megaflows.install(&key(&a), &five, Actions::output(1), 0).unwrap();
+            assert_eq!(classify(&mut c, &a), Some(ida), "bypass {bypass}: the megaflow cache's hit");
+            assert_eq!(classify(&mut c, &a), Some(ida), "bypass {bypass}: the SMC's hit");
+            assert_eq!(c.smc.stats().hits, hits + 1, "bypass {bypass}");
+            // Removed, and its slot taken by a megaflow that `a` does not match.
+            assert!(c.megaflows.remove(ida));
+            let idb = c.megaflows.install(&key(&b), &five, Actions::output(2), 0).unwrap();
+            assert_eq!(idb.slot(), ida.slot());
+            assert_eq!(classify(&mut c, &a), None, "bypass {bypass}");
+            assert_eq!(classify(&mut c, &b), Some(idb), "bypass {bypass}");
+            // Or by megaflows that `a` misses by one field, each in
+            // another of the frame form's packed words: its source address,
+            // its destination port, its input port.
+            let mut near = Vec::new();
+            for (byte, port) in [(Some(29), 1), (Some(37), 1), (None, 2)] {
+                let mut f = a.clone();
+                if let Some(at) = byte {
+                    f[at] ^= 1;
+                }
+                near.push(FlowKey::extract(&f, &Metadata::port(port), &mut Headers::EMPTY.clone()));
+            }
+            let mut last = idb;
+            for k in &near {
+                assert!(c.megaflows.remove(last));
+                last = c.megaflows.install(k, &five, Actions::output(4), 0).unwrap();
+                assert_eq!(last.slot(), ida.slot());
+                assert_eq!(classify(&mut c, &a), None, "bypass {bypass}: {k:?}");
+            }
+            // Then by one that `a` matches: the stale cell finds it.
+            assert!(c.megaflows.remove(last));
+            let port = c.megaflows.install(&key(&a), &Mask::of(&[Field::InPort]), Actions::output(3), 0).unwrap();
+            assert_eq!(port.slot(), ida.slot());
+            let hits = c.smc.stats().hits;
+            assert_eq!(classify(&mut c, &a), Some(port), "bypass {bypass}");
+            assert_eq!(c.smc.stats().hits, hits + 1, "bypass {bypass}");
+        }
+    }
+
     #[test]
     fn classify_agrees_with_the_megaflow_cache_on_every_shape() {
         let masks = [
@@ -698,6 +937,12 @@ mod tests {
             );
             assert!(f6.inserts > 0 && f6.misses > 0, "{f6:?}");
             assert!(qinq_hits > 200, "{qinq_hits} double-tagged frames hit their frame keys");
+            // Untagged frames that missed the exact-match cache found their
+            // megaflows in the signature-match cache, which answered as the
+            // megaflow cache does (above) while megaflows were removed and
+            // their slots reused under it.
+            let s = c.smc.stats();
+            assert!(s.hits > 10_000 && s.inserts > 5000, "{s:?}");
             // The second half ran with a slab beyond the caches, where the
             // first subtable's buckets are asked for while keys are built.
             assert!(c.megaflows.deep(), "{} megaflows", c.megaflows.len());

@@ -231,6 +231,24 @@ impl FrameKey {
         self.w[6] as u32
     }
 
+    /// The words: six of masked header bytes, then the port word.
+    #[inline(always)]
+    pub(crate) fn words(&self) -> &[u64; 7] {
+        &self.w
+    }
+
+    /// The key with words `w` (for building a frame form's entry).
+    pub(crate) fn from_words(w: [u64; 7]) -> FrameKey {
+        FrameKey { w }
+    }
+
+    /// True for an untagged frame's key (the layout the signature-match
+    /// cache's frame forms describe).
+    #[inline(always)]
+    pub(crate) fn is_untagged(&self) -> bool {
+        self.w[6] & (TAGGED | DOUBLE_TAGGED) == 0
+    }
+
     /// The key's hash, for the exact-match cache: the seven words folded
     /// into four (rotated so that the few bits the mask keeps in the third
     /// and sixth words, and the port, land on bits that are constant for

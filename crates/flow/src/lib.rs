@@ -18,6 +18,9 @@
 //!   [`FrameKey6`]s (IPv6) read straight from
 //!   the header bytes; [`FlowCache`] chains them, and skips the EMC on most
 //!   batches while its hit rate is too low to pay for it.
+//! - [`Smc`]: the signature-match cache between the two, which finds an
+//!   untagged IPv4 frame's megaflow from its frame key when the EMC cannot
+//!   hold its flows (a million of them), with no flow key built.
 //! - [`Actions`]: compact, shareable action lists.
 //!
 //! It must not do I/O, make syscalls, read a clock (`now` is an argument,
@@ -42,6 +45,7 @@ pub mod megaflow;
 mod prefetch;
 #[allow(unsafe_code)]
 mod simd;
+pub mod smc;
 
 pub use actions::{Action, ActionError, Actions, ActionsBuilder, TunnelKind, TunnelSpec, TunnelTemplate};
 pub use cache::FlowCache;
@@ -50,3 +54,4 @@ pub use emc::{Emc, EmcStats, ExactKey, InsertPolicy};
 pub use frame::{FrameKey, FrameKey6};
 pub use key::{Field, FieldDef, FieldKind, FlowKey, KEY_WORDS, Mask, Match, Metadata, TunnelMeta};
 pub use megaflow::{FlowId, Megaflow, MegaflowCache, MegaflowError, RevalidateStats, Revalidation};
+pub use smc::{Smc, SmcStats};

@@ -11,13 +11,16 @@
 //! misses (a lookup at a million entries is bound by memory, and a lookup
 //! over many subtables by the subtables that do *not* hold the key):
 //! - every entry lives in one 128-byte, 128-byte-aligned `Slot` of a slab
-//!   indexed by [`FlowId`]: its generation, actions, stats, hash and its
+//!   indexed by [`FlowId`]: in its first cache line its generation,
+//!   actions, stats and its key in frame form (what a hit in the
+//!   signature-match cache compares, `crate::smc`); in its second its
 //!   masked key words (only the words its mask touches, like OVS's
 //!   miniflows; up to [`INLINE`] of them, the rest of a wider mask in a
 //!   side array). A hit reads one slot, and the accounting and the actions
-//!   that follow it touch the same two adjacent cache lines. (Before, the
-//!   key words, the index and the stats were three separate arrays: three
-//!   random lines per packet at a million flows.)
+//!   that follow it touch the same cache lines. (Before, the key words, the
+//!   index and the stats were three separate arrays: three random lines per
+//!   packet at a million flows.) Slots keep no hash: growing an index and
+//!   removing an entry recompute it from the key words.
 //! - a subtable's index is an array of 64-byte buckets of eight cells: a
 //!   16-bit signature from the hash's top bits and a slot number each, and
 //!   a count of the entries that overflowed past the bucket. A probe
@@ -37,8 +40,10 @@
 use std::collections::HashMap;
 
 use crate::actions::Actions;
+use crate::frame::FrameKey;
 use crate::hash::{MULTIPLIERS, Word, hash_masked, hash_n};
 use crate::key::{FlowKey, KEY_WORDS, Mask, Match};
+use crate::smc::{FRAME_WORDS, FrameForm};
 use crate::{prefetch, simd};
 
 /// The most keys [`MegaflowCache::lookup_batch`] takes at once (a datapath batch).
@@ -51,7 +56,7 @@ pub const DEFAULT_FLOW_LIMIT: usize = 200_000;
 pub const MAX_FLOW_LIMIT: usize = u32::MAX as usize - 1;
 /// Masked key words a slot holds itself; a mask that touches more words
 /// keeps the rest in a side array (read only by such subtables).
-pub const INLINE: usize = 10;
+pub const INLINE: usize = 8;
 /// Slots from which [`MegaflowCache::lookup_batch`] prefetches (1 MiB of
 /// slots: beyond the L2 cache of the machines we measure on).
 const PREFETCH_MIN_SLOTS: usize = 1 << 13;
@@ -86,6 +91,12 @@ impl FlowId {
     /// An id no entry ever has (generations start at 1): fills empty
     /// exact-match cache ways.
     pub(crate) const DANGLING: FlowId = FlowId { idx: u32::MAX, generation: 0 };
+
+    /// The slot it names.
+    #[inline(always)]
+    pub(crate) fn slot(self) -> u32 {
+        self.idx
+    }
 }
 
 impl core::fmt::Display for FlowId {
@@ -157,23 +168,31 @@ impl core::fmt::Display for Megaflow<'_> {
     }
 }
 
-/// One entry: 48 bytes of header, then its masked key words, in two
-/// adjacent cache lines (the header and the first two words in the first).
+/// One entry, in two adjacent cache lines. The first holds what a hit
+/// reads and writes: generation, actions, counters, and the entry's key in
+/// frame form (what a signature-match cache hit compares, `crate::smc`).
+/// The second holds the masked flow-key words (what a flow-key lookup
+/// compares).
 #[repr(C, align(128))]
 struct Slot {
     generation: u32,
     /// Subtable index; [`FREE`] when the slot is free.
     subtable: u16,
-    _pad: u16,
-    /// The full hash of the masked key (for growing and removing).
-    hash: u64,
+    /// 1 when `frame` holds the entry's frame form (its subtable has one,
+    /// and frames of the common shape can match it), else 0.
+    framed: u16,
     actions: Option<Actions>,
     packets: u64,
     bytes: u64,
     used: u64,
+    /// The packed frame-key words of the frames it matches ([`FrameForm::entry`]).
+    frame: [u64; FRAME_WORDS],
     /// The masked words its subtable's mask touches, in key order, then zeros.
     words: [u64; INLINE],
 }
+
+const _: () = assert!(core::mem::size_of::<Slot>() == 128);
+const _: () = assert!(core::mem::offset_of!(Slot, words) == 64);
 
 const FREE: u16 = u16::MAX;
 const WIDE: usize = KEY_WORDS - INLINE;
@@ -182,12 +201,12 @@ impl Slot {
     const EMPTY: Slot = Slot {
         generation: 0,
         subtable: FREE,
-        _pad: 0,
-        hash: 0,
+        framed: 0,
         actions: None,
         packets: 0,
         bytes: 0,
         used: 0,
+        frame: [0; FRAME_WORDS],
         words: [0; INLINE],
     };
 }
@@ -245,6 +264,8 @@ struct Subtable {
     /// The hash's multipliers (copied here to sit next to the masks).
     mk: [u64; KEY_WORDS],
     len: usize,
+    /// The mask in frame form, when it packs (`crate::smc`).
+    frame: Option<FrameForm>,
     mask: Mask,
 }
 
@@ -291,7 +312,17 @@ impl Subtable {
                 n += 1;
             }
         }
-        Subtable { buckets: vec![EMPTY_BUCKET; 2], n, hits: 0, words, mw, mk: MULTIPLIERS, len: 0, mask }
+        Subtable {
+            buckets: vec![EMPTY_BUCKET; 2],
+            n,
+            hits: 0,
+            words,
+            mw,
+            mk: MULTIPLIERS,
+            len: 0,
+            frame: FrameForm::of(&mask),
+            mask,
+        }
     }
 
     #[inline(always)]
@@ -599,9 +630,9 @@ impl Subtable {
     }
 
     /// Adds slot `idx` (hash `h`) to the index, growing it first past half full.
-    fn insert(&mut self, slots: &[Slot], h: u64, idx: u32) {
+    fn insert(&mut self, e: &Entries<'_>, h: u64, idx: u32) {
         if (self.len + 1) * 2 > self.buckets.len() * CELLS {
-            self.grow(slots);
+            self.grow(e);
         }
         self.put(h, idx);
         self.len += 1;
@@ -625,13 +656,14 @@ impl Subtable {
         }
     }
 
-    fn grow(&mut self, slots: &[Slot]) {
+    fn grow(&mut self, e: &Entries<'_>) {
         let new_len = (self.buckets.len() * 2).max(2);
         let old = core::mem::replace(&mut self.buckets, vec![EMPTY_BUCKET; new_len]);
         for bucket in &old {
             for &c in &bucket.cells {
                 if c != 0 {
-                    self.put(slots[c as usize - 1].hash, c - 1);
+                    let idx = c as usize - 1;
+                    self.put(self.hash(&self.slot_key(&e.slots[idx], e.wide.get(idx))), c - 1);
                 }
             }
         }
@@ -666,12 +698,18 @@ impl Subtable {
         self.buckets.iter().flat_map(|b| b.cells.iter()).filter(|&&c| c != 0).map(|&c| c - 1)
     }
 
-    fn matching(&self, s: &Slot, wide: Option<&[u64; WIDE]>) -> Match {
+    /// The masked key of the entry in slot `s` (its wide words in `wide`).
+    /// (Slots keep no hash: growing and removing recompute it from this.)
+    fn slot_key(&self, s: &Slot, wide: Option<&[u64; WIDE]>) -> FlowKey {
         let mut w = [0u64; KEY_WORDS];
         for (j, &i) in self.words[..self.n].iter().enumerate() {
             w[i as usize] = if j < INLINE { s.words[j] } else { wide.map_or(0, |x| x[j - INLINE]) };
         }
-        Match::new(&FlowKey::from_words(w), &self.mask)
+        FlowKey::from_words(w)
+    }
+
+    fn matching(&self, s: &Slot, wide: Option<&[u64; WIDE]>) -> Match {
+        Match::new(&self.slot_key(s, wide), &self.mask)
     }
 }
 
@@ -892,6 +930,37 @@ impl MegaflowCache {
         }
     }
 
+    /// The entry in slot `idx` if it matches the frame whose (untagged)
+    /// frame key is `k`: its frame form compared (`crate::smc`), one cache
+    /// line of the slot read. A signature-match cache cell names the slot.
+    #[inline(always)]
+    pub(crate) fn find_framed(&self, k: &FrameKey, idx: u32) -> Option<FlowId> {
+        let s = self.slots.get(idx as usize)?;
+        // A free slot's `framed` is 0.
+        if s.framed == 0 {
+            return None;
+        }
+        let p = self.subtables.get(usize::from(s.subtable))?.frame.as_ref()?.pack(k);
+        let d = (p[0] ^ s.frame[0]) | (p[1] ^ s.frame[1]) | (p[2] ^ s.frame[2]);
+        (d == 0).then_some(FlowId { idx, generation: s.generation })
+    }
+
+    /// Asks for the first cache line of slot `idx` (what
+    /// [`find_framed`](Self::find_framed) and [`account`](Self::account) read).
+    #[inline(always)]
+    pub(crate) fn prefetch_slot(&self, idx: u32) {
+        if let Some(s) = self.slots.get(idx as usize) {
+            prefetch::read(s);
+        }
+    }
+
+    /// True when entry `id` has a frame form (a signature-match cache cell
+    /// naming it can hit).
+    #[inline(always)]
+    pub(crate) fn framed(&self, id: FlowId) -> bool {
+        self.slot(id).is_some_and(|s| s.framed != 0)
+    }
+
     /// Installs `actions` for every packet whose key equals `key` under
     /// `mask`. If `key` already hits an entry, that entry is kept and
     /// returned instead (entries never overlap; two upcalls for one flow
@@ -946,14 +1015,17 @@ impl MegaflowCache {
             slot.generation = 1;
         }
         slot.subtable = si;
-        slot.hash = h;
+        let frame = st.frame.and_then(|f| f.entry(mask, &key.masked(mask)));
+        slot.framed = u16::from(frame.is_some());
+        slot.frame = frame.unwrap_or_default();
         slot.actions = Some(actions);
         slot.packets = 0;
         slot.bytes = 0;
         slot.used = now;
         slot.words.copy_from_slice(&words[..INLINE]);
         let id = FlowId { idx, generation: slot.generation };
-        self.subtables[usize::from(si)].insert(&self.slots, h, idx);
+        let e = Entries { slots: &self.slots, wide: &self.wide };
+        self.subtables[usize::from(si)].insert(&e, h, idx);
         self.len += 1;
         Ok(id)
     }
@@ -961,12 +1033,15 @@ impl MegaflowCache {
     /// Removes entry `id`; false if it was not installed.
     pub fn remove(&mut self, id: FlowId) -> bool {
         let Some(s) = self.slot(id) else { return false };
-        let (si, h) = (s.subtable, s.hash);
+        let si = s.subtable;
+        let st = &self.subtables[usize::from(si)];
+        let h = st.hash(&st.slot_key(s, self.wide.get(id.idx as usize)));
         let st = &mut self.subtables[usize::from(si)];
         st.remove(h, id.idx);
         let empty = st.len == 0;
         let s = &mut self.slots[id.idx as usize];
         s.subtable = FREE;
+        s.framed = 0;
         s.actions = None;
         self.free.push(id.idx);
         self.len -= 1;
