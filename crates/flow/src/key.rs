@@ -634,6 +634,21 @@ impl Mask {
         m
     }
 
+    /// The five-tuple, with the input port and EtherType: what an L3/L4
+    /// rule over addresses, protocol and ports un-wildcards, and the mask
+    /// of a megaflow per microflow.
+    pub fn five_tuple() -> Mask {
+        Mask::of(&[
+            Field::InPort,
+            Field::EthType,
+            Field::NwProto,
+            Field::Ipv4Src,
+            Field::Ipv4Dst,
+            Field::TpSrc,
+            Field::TpDst,
+        ])
+    }
+
     /// Adds exact matching on `field`.
     pub fn exact(mut self, field: Field) -> Mask {
         self.set(field, u128::MAX);

@@ -343,24 +343,6 @@ fn signature(h: u64) -> u16 {
 }
 
 #[cfg(test)]
-pub(crate) mod testing {
-    use crate::key::{Field, Mask};
-
-    /// The five-tuple mask (with the input port and EtherType).
-    pub(crate) fn five_tuple() -> Mask {
-        Mask::of(&[
-            Field::InPort,
-            Field::EthType,
-            Field::NwProto,
-            Field::Ipv4Src,
-            Field::Ipv4Dst,
-            Field::TpSrc,
-            Field::TpDst,
-        ])
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use crate::frame::testing::{frame, tagged};
@@ -460,7 +442,7 @@ mod tests {
 
     #[test]
     fn l3_l4_and_l2_masks_pack_and_mixed_ones_do_not() {
-        let five = testing::five_tuple();
+        let five = Mask::five_tuple();
         let l2 = [Field::InPort, Field::EthDst, Field::EthSrc, Field::EthType, Field::Vlan0];
         let mixed = [Field::InPort, Field::EthDst, Field::Ipv4Src];
         assert!(FrameForm::of(&five).is_some());

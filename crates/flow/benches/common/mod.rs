@@ -3,20 +3,12 @@
 //! (Each user takes what it needs.)
 #![allow(dead_code)]
 
-use sluice_flow::{Field, Mask};
+use sluice_flow::Mask;
 
 /// The megaflow mask of a five-tuple (with the port and EtherType): what
 /// each of the flows' megaflows matches when every flow has its own.
 pub fn five_tuple() -> Mask {
-    Mask::of(&[
-        Field::InPort,
-        Field::EthType,
-        Field::NwProto,
-        Field::Ipv4Src,
-        Field::Ipv4Dst,
-        Field::TpSrc,
-        Field::TpDst,
-    ])
+    Mask::five_tuple()
 }
 
 /// Bytes per frame.
