@@ -61,6 +61,8 @@ pub struct FlowCache {
     /// subtable (`MegaflowCache::early`), kept here so that a batch of
     /// exact-match hits does not pay for clearing them.
     early_hashes: Box<[u64; BATCH]>,
+    /// The megaflow cache.
+    pub megaflows: MegaflowCache,
     /// The signature-match cache: untagged IPv4 frames of the common shape
     /// that miss the exact-match cache find their megaflow here without a
     /// flow key (`crate::smc`).
@@ -68,8 +70,6 @@ pub struct FlowCache {
     /// The frame-key hashes of the batch's frames that looked in the
     /// signature-match cache (kept for its inserts).
     smc_hashes: Box<[u64; BATCH]>,
-    /// The megaflow cache.
-    pub megaflows: MegaflowCache,
     /// EMC lookups and hits of the current window (batch path only).
     window_lookups: u32,
     window_hits: u32,

@@ -171,7 +171,8 @@ pub struct PipelineStats {
     pub bytes: u64,
     /// Hits in the exact-match cache.
     pub emc_hits: u64,
-    /// Hits in the megaflow cache (after an EMC miss).
+    /// Hits in the megaflow cache (after an EMC miss), found through the
+    /// signature-match cache or by flow key.
     pub megaflow_hits: u64,
     /// Packets that went to the slow path.
     pub upcalls: u64,
@@ -425,8 +426,9 @@ impl Pipeline {
         self.stats.packets += n as u64;
         let flows = &mut self.flows[..n];
         // Bit i: keys[i] and headers[i] hold packet i's. Every miss has
-        // them; a hit may not (a frame-key hit builds neither, a megaflow
-        // hit of the common shape only the key; see the actions below).
+        // them; a hit may not (a frame-key hit builds neither, nor does a
+        // signature-match cache hit; a megaflow hit of the common shape
+        // only the key; see the actions below).
         let extracted = self.cache.classify(bufs, in_port, &mut self.keys[..n], &mut self.headers[..n], flows);
         // Bit i: packet i missed both caches.
         let mut missed = 0u32;
