@@ -185,7 +185,10 @@ struct Slot {
     packets: u64,
     bytes: u64,
     used: u64,
-    /// The packed frame-key words of the frames it matches ([`FrameForm::entry`]).
+    /// The packed frame-key words of the frames it matches
+    /// ([`FrameForm::entry`]); for an entry of a subtable wider than
+    /// [`INLINE`] words (which has no frame form), its key words from
+    /// [`INLINE`] on.
     frame: [u64; FRAME_WORDS],
     /// The masked words its subtable's mask touches, in key order, then zeros.
     words: [u64; INLINE],
@@ -195,7 +198,19 @@ const _: () = assert!(core::mem::size_of::<Slot>() == 128);
 const _: () = assert!(core::mem::offset_of!(Slot, words) == 64);
 
 const FREE: u16 = u16::MAX;
-const WIDE: usize = KEY_WORDS - INLINE;
+/// Key words beyond those a slot holds ([`INLINE`], then [`FRAME_WORDS`]
+/// in place of a frame form), kept in the side array.
+const WIDE: usize = KEY_WORDS - INLINE - FRAME_WORDS;
+
+/// Word `j` (at least [`INLINE`]) of the key of a wide entry in slot `s`,
+/// whose side-array words are `wide`.
+#[inline(always)]
+fn wide_word(s: &Slot, wide: Option<&[u64; WIDE]>, j: usize) -> u64 {
+    match j - INLINE {
+        f if f < FRAME_WORDS => s.frame[f],
+        f => wide.map_or(0, |w| w[(f - FRAME_WORDS) % WIDE]),
+    }
+}
 
 impl Slot {
     const EMPTY: Slot = Slot {
@@ -320,7 +335,9 @@ impl Subtable {
             mw,
             mk: MULTIPLIERS,
             len: 0,
-            frame: FrameForm::of(&mask),
+            // A wide entry keeps its words beyond INLINE where a frame
+            // form would go.
+            frame: if n <= INLINE { FrameForm::of(&mask) } else { None },
             mask,
         }
     }
@@ -359,9 +376,12 @@ impl Subtable {
             diff |= s.words[j] ^ (k[self.words[j] as usize] & self.mw[j]);
         }
         if self.n > INLINE {
-            let Some(w) = e.wide.get(idx) else { return false };
+            let w = e.wide.get(idx);
+            if self.n > INLINE + FRAME_WORDS && w.is_none() {
+                return false;
+            }
             for j in INLINE..self.n {
-                diff |= w[j - INLINE] ^ (k[self.words[j] as usize] & self.mw[j]);
+                diff |= wide_word(s, w, j) ^ (k[self.words[j] as usize] & self.mw[j]);
             }
         }
         diff == 0
@@ -703,7 +723,7 @@ impl Subtable {
     fn slot_key(&self, s: &Slot, wide: Option<&[u64; WIDE]>) -> FlowKey {
         let mut w = [0u64; KEY_WORDS];
         for (j, &i) in self.words[..self.n].iter().enumerate() {
-            w[i as usize] = if j < INLINE { s.words[j] } else { wide.map_or(0, |x| x[j - INLINE]) };
+            w[i as usize] = if j < INLINE { s.words[j] } else { wide_word(s, wide, j) };
         }
         FlowKey::from_words(w)
     }
@@ -1003,11 +1023,11 @@ impl MegaflowCache {
         let st = &self.subtables[usize::from(si)];
         let h = st.hash(key);
         let words = st.masked_words(key);
-        if st.n > INLINE {
+        if st.n > INLINE + FRAME_WORDS {
             if self.wide.len() < self.slots.len() {
                 self.wide.resize(self.slots.len(), [0; WIDE]);
             }
-            self.wide[idx as usize].copy_from_slice(&words[INLINE..]);
+            self.wide[idx as usize].copy_from_slice(&words[INLINE + FRAME_WORDS..]);
         }
         let slot = &mut self.slots[idx as usize];
         slot.generation = slot.generation.wrapping_add(1);
@@ -1017,7 +1037,14 @@ impl MegaflowCache {
         slot.subtable = si;
         let frame = st.frame.and_then(|f| f.entry(mask, &key.masked(mask)));
         slot.framed = u16::from(frame.is_some());
-        slot.frame = frame.unwrap_or_default();
+        slot.frame = match frame {
+            Some(f) => f,
+            None => {
+                let mut more = [0u64; FRAME_WORDS];
+                more.copy_from_slice(&words[INLINE..INLINE + FRAME_WORDS]);
+                more
+            }
+        };
         slot.actions = Some(actions);
         slot.packets = 0;
         slot.bytes = 0;
@@ -1256,6 +1283,40 @@ mod tests {
             six.with(Field::Ipv4Dst, u128::MAX).with(Field::Reg0, u128::MAX),
             Mask::from_words([u64::MAX; KEY_WORDS]),
         ]
+    }
+
+    /// Entries of masks wider than a slot's inline words keep the rest in
+    /// the slot's frame-form words, then the side array: every word counts.
+    #[test]
+    fn wide_entries_tell_every_word_apart() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Nine words (one in the frame-form words), eleven (all three, no
+        // side array), all of them.
+        let first = |n: usize| Mask::from_words(core::array::from_fn(|i| if i < n { u64::MAX } else { 0 }));
+        for mask in [first(9), first(11), first(KEY_WORDS)] {
+            let mut c = MegaflowCache::new(1 << 20);
+            let keys: Vec<FlowKey> = (0..300).map(|_| FlowKey::from_words(core::array::from_fn(|_| next()))).collect();
+            let ids: Vec<FlowId> = keys.iter().map(|k| c.install(k, &mask, Actions::output(1), 0).unwrap()).collect();
+            for (k, id) in keys.iter().zip(&ids) {
+                assert_eq!(c.lookup(k), Some(*id));
+                assert_eq!(*c.get(*id).unwrap().matching.key(), k.masked(&mask));
+                for w in (0..KEY_WORDS).filter(|&w| mask.words()[w] != 0) {
+                    let mut words = *k.words();
+                    words[w] ^= 1 << (next() % 64);
+                    assert_eq!(c.lookup(&FlowKey::from_words(words)), None, "word {w}");
+                }
+            }
+            for id in ids {
+                assert!(c.remove(id));
+            }
+            assert!(c.is_empty());
+        }
     }
 
     #[test]
