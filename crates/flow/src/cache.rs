@@ -267,9 +267,6 @@ impl FlowCache {
     /// to `out`; returns the frames that missed.
     #[inline(always)]
     fn smc_lookup(&mut self, which: u64, out: &mut [Option<FlowId>]) -> u64 {
-        if which == 0 {
-            return 0;
-        }
         let deep = self.megaflows.deep();
         for i in bits(which) {
             let h = self.frame_keys[i].hash();

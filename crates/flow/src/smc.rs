@@ -249,11 +249,6 @@ impl Smc {
         self.buckets.len() * CELLS
     }
 
-    /// Bytes of memory it holds.
-    pub fn memory(&self) -> usize {
-        self.buckets.len() * core::mem::size_of::<Bucket>()
-    }
-
     /// What it counted.
     pub fn stats(&self) -> SmcStats {
         self.stats
