@@ -302,6 +302,8 @@ impl FlowCache {
             let k = &self.frame_keys[i];
             let hit = match self.megaflows.find_framed(k, cand[i]) {
                 Some(id) => Some(id),
+                // No candidate at all: no bucket to read again.
+                None if cand[i] == u32::MAX => None,
                 None => self.smc_others(k, self.smc_hashes[i]),
             };
             if let (Some(id), Some(o)) = (hit, out.get_mut(i)) {
